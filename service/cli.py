@@ -1,0 +1,217 @@
+"""The `stance` console script: serve, classify, train, evaluate, score."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from model.errors import DataFormatError, InvalidInputError, ModelLoadError, StanceError
+
+# Exit codes: 0 ok, 1 unexpected error, 2 bad input or data, 3 model could not be loaded.
+EXIT_INVALID = 2
+EXIT_MODEL = 3
+
+
+def _label_map(text: str | None) -> dict[str, str] | None:
+    """Parse `oppose=against,support=favor` (ours=theirs) into {theirs: ours}."""
+    if not text:
+        return None
+    mapping: dict[str, str] = {}
+    for part in text.split(","):
+        ours, sep, theirs = part.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise InvalidInputError(f"--label-map entry {part!r} is not ours=theirs")
+        mapping[theirs.strip()] = ours.strip()
+    return mapping
+
+
+def _read_text(args: argparse.Namespace) -> str:
+    if args.file and args.text:
+        raise InvalidInputError("give TEXT or --file, not both")
+    if args.file:
+        try:
+            return Path(args.file).read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise InvalidInputError(f"{args.file}: file not found") from exc
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"{args.file}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    if args.text in (None, "-"):
+        return sys.stdin.read()
+    return args.text
+
+
+def _load_predictor(path: str | None):
+    from model import StancePredictor, default_model_path
+
+    return StancePredictor.load(path or default_model_path())
+
+
+def format_document(result: dict) -> str:
+    """A readable table: each sentence with its sentiment and actor stances, then the actor summary."""
+    lines = []
+    for s in result["sentences"]:
+        sentiment = s["sentiment"]
+        lines.append(f"[{s['index']}] {s['text']}")
+        lines.append(f"    sentiment  {sentiment['label']:<8} {sentiment['scores'][sentiment['label']]:.2f}")
+        for a in s["actors"]:
+            stance = a["stance"]
+            implicit = "" if a.get("mentioned", True) else "  (not mentioned)"
+            lines.append(f"    {a['actor']:<28} {stance['label']:<8} {stance['scores'][stance['label']]:.2f}{implicit}")
+    if result["actors"]:
+        lines.append("")
+        lines.append(f"{'actor':<28} {'type':<7} {'mentions':>8} {'support':>8} {'oppose':>7} {'neutral':>8} {'net':>7}  label")
+        for a in result["actors"]:
+            lines.append(
+                f"{a['actor']:<28} {a['type']:<7} {a['mentions']:>8} {a['support']:>8} {a['oppose']:>7} "
+                f"{a['neutral']:>8} {a['net']:>7.3f}  {a['label']}"
+            )
+    if not result["sentences"]:
+        lines.append("(no sentences)")
+    return "\n".join(lines)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from model.actors import ActorSpec
+
+    text = _read_text(args)
+    actors = [ActorSpec.parse(a) for a in args.actor or []]
+    if args.no_detect and not actors:
+        raise InvalidInputError("--no-detect needs at least one --actor")
+    result = _load_predictor(args.model).predict(text, actors, detect_actors=not args.no_detect).to_dict()
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_document(result))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_file, format_report
+
+    report = evaluate_file(_load_predictor(args.model), args.data, args.format)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n\n".join(format_report(head, r) for head, r in report.items() if r is not None))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides = {"model_dir": args.model} if args.model else {}
+    settings = Settings(**overrides)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.config import TrainConfig
+    from training.pipeline import DataSpec, train_model
+
+    try:
+        config = TrainConfig(
+            input_format=args.input_format,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            layer_decay=args.layer_decay,
+            sentiment_weight=args.sentiment_weight,
+            max_length=args.max_length,
+            patience=args.patience,
+            threads=args.threads,
+        )
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    spec = DataSpec(
+        train=args.data,
+        dev=args.dev or (),
+        sentiment_corpora=args.sentiment_corpus or (),
+        fmt=args.format,
+        label_map=_label_map(args.label_map),
+        sentiment_per_epoch=args.sentiment_per_epoch,
+    )
+    start = getattr(args, "from")
+    metrics = train_model(spec, config, args.out, start=start, name=args.name, version=args.model_version,
+                          command=["stance", *sys.argv[1:]])
+    print(json.dumps({"out": str(args.out), "best_epoch": metrics["best_epoch"],
+                      "dev": {k: {h: v[h]["macro_f1"] for h in v} for k, v in metrics["dev"].items()}}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stance", description="Stance toward named actors, and sentiment, in news text.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="start the HTTP service")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="model folder (default: STANCE_MODEL_DIR or the shipped model)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("classify", help="classify one document and print per-sentence stance and sentiment")
+    p.add_argument("text", nargs="?", help="the text, or - for standard input")
+    p.add_argument("--file", help="read the text from a UTF-8 file")
+    p.add_argument("--actor", action="append", help='explicit actor with aliases: "Ukraine=Kyiv,Kiev" (repeatable)')
+    p.add_argument("--no-detect", action="store_true", help="score only the --actor actors")
+    p.add_argument("--json", action="store_true", help="print the JSON that POST /classify returns")
+    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("evaluate", help="score a model on labelled data")
+    p.add_argument("--data", required=True, help="NewsMTSC JSONL, or the labelled JSONL/CSV format")
+    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv"])
+    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="fine-tune a model on labelled data")
+    p.add_argument("--data", action="append", required=True, help="labelled file (repeatable)")
+    p.add_argument("--dev", action="append", help="dev file (repeatable); default: a stratified 10%% hold-out")
+    p.add_argument("--sentiment-corpus", action="append", help="extra sentence-sentiment corpus: SST-2 TSV or TweetEval JSONL")
+    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv"])
+    p.add_argument("--from", default="default", help="default (the shipped model), base (fresh heads), or a model folder")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--input-format", default="markers", choices=["markers", "pair", "markers+pair"])
+    p.add_argument("--layer-decay", type=float, default=1.0)
+    p.add_argument("--sentiment-weight", type=float, default=0.5)
+    p.add_argument("--sentiment-per-epoch", type=int, default=None)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--label-map", help="map your label names onto ours: oppose=against,support=favor")
+    p.add_argument("--name", default="actor-stance")
+    p.add_argument("--model-version", default="0.1.0")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DataFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except ModelLoadError as exc:
+        print(f"error: cannot load model: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    except StanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny random-weight BERT predictor that builds in well under a second."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def build_tiny_predictor(input_format: str = "markers", seed: int = 0):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from model.predictor import ModelConfig, StancePredictor, base_model_path
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model_path()))
+    encoder = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+        ),
+        add_pooling_layer=False,
+    )
+    config = ModelConfig(name="tiny-test", version="0.0.1", input_format=input_format, max_length=64)
+    return StancePredictor.from_encoder(encoder, tokenizer, config)
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor():
+    return build_tiny_predictor()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_predictor):
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    tiny_predictor.save(folder, extra={"metrics.json": {"note": "random weights"}})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

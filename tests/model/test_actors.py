@@ -1,0 +1,85 @@
+import pytest
+
+from model.actors import ActorFinder, ActorSpec, clean_name
+from model.text import split_sentences
+
+
+@pytest.fixture(scope="module")
+def finder() -> ActorFinder:
+    return ActorFinder()
+
+
+def actors(finder: ActorFinder, text: str, explicit=(), detect=True) -> dict[str, list[str]]:
+    return {a.name: [m.text for m in a.mentions] for a in finder.find(split_sentences(text), explicit, detect)}
+
+
+def test_short_form_links_to_full_name(finder):
+    found = actors(finder, "Donald Trump spoke on Monday. Later, Trump praised the plan.")
+    assert found["Donald Trump"] == ["Donald Trump", "Trump"]
+    assert "Trump" not in found
+
+
+def test_demonyms_map_to_their_country(finder):
+    found = actors(finder, "Russian troops crossed the border, and Ukraine's army pushed back.")
+    assert found["Russia"] == ["Russian"]
+    assert found["Ukraine"] == ["Ukraine"]
+
+
+def test_possessives_and_titles_are_stripped():
+    assert clean_name("Ukraine's") == ("Ukraine", 0)
+    assert clean_name("President Vladimir Putin’s")[0] == "Vladimir Putin"
+    assert clean_name("the European Union")[0] == "European Union"
+
+
+def test_dateline_wire_service_and_capitals(finder):
+    found = actors(finder, "MOSCOW (Reuters) - Russia warned Ukraine on Tuesday.\nMoscow said talks had failed.")
+    assert "Reuters" not in found
+    assert found["Moscow"] == ["MOSCOW", "Moscow"]
+
+
+def test_title_case_headline_is_not_taken_for_names(finder):
+    text = "Senate Passes Sweeping Climate Bill After Long Night\nThe bill now goes to President Joe Biden."
+    found = actors(finder, text)
+    assert set(found) == {"Joe Biden"}
+
+
+def test_headline_mentions_of_body_actors_are_found(finder):
+    text = "Biden Praises Kyiv Resolve\nPresident Joe Biden met Ukrainian officials in Kyiv on Monday."
+    found = actors(finder, text)
+    assert found["Joe Biden"] == ["Biden", "Joe Biden"]
+
+
+def test_no_mention_crosses_a_line_break(finder):
+    text = "Donald Trump\nRally In Ohio Draws Crowds\nTrump spoke in Ohio."
+    for actor in finder.find(split_sentences(text)):
+        for mention in actor.mentions:
+            assert "\n" not in text[mention.start : mention.end]
+
+
+def test_explicit_actor_aliases_match_literally(finder):
+    text = "Officials in Kyiv said the talks failed. The (a+b)* group was silent."
+    found = actors(finder, text, [ActorSpec("Ukraine", ("Kyiv", "Kiev")), ActorSpec("Regex", ("(a+b)*", "."))], detect=False)
+    assert found == {"Ukraine": ["Kyiv"], "Regex": ["(a+b)*"]}
+
+
+def test_explicit_actor_merges_with_detection(finder):
+    found = actors(finder, "Acme Corp cut jobs. Acme said sales fell.", [ActorSpec("Acme Corp", ("Acme",))])
+    assert found["Acme Corp"] == ["Acme Corp", "Acme"]
+
+
+def test_explicit_actor_never_mentioned_is_kept_without_mentions(finder):
+    found = actors(finder, "The weather was fine.", [ActorSpec("Ukraine")], detect=False)
+    assert found == {"Ukraine": []}
+
+
+def test_spec_parse():
+    assert ActorSpec.parse("Ukraine=Kyiv, Kiev") == ActorSpec("Ukraine", ("Kyiv", "Kiev"))
+    assert ActorSpec.parse("NATO") == ActorSpec("NATO", ())
+
+
+def test_detection_quality_on_the_annotated_articles(finder):
+    from training.actor_eval import evaluate_detection
+
+    report = evaluate_detection(finder=finder)
+    assert report["actors"]["precision"] >= 0.9 and report["actors"]["recall"] >= 0.9
+    assert report["mentions"]["precision"] >= 0.9 and report["mentions"]["recall"] >= 0.9

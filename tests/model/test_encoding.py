@@ -1,0 +1,85 @@
+import pytest
+
+from model.encoding import PairEncoder, collate, length_sorted_batches
+from model.errors import InvalidInputError
+from model.predictor import base_model_path
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(base_model_path()))
+
+
+def tokens(tokenizer, ids):
+    return tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_markers_wrap_every_mention(tokenizer):
+    enc = PairEncoder(tokenizer, "markers", 64)
+    text = "Trump praised Acme Corp, and Acme thanked him."
+    out = enc.encode_pair(text, "Acme Corp", [(14, 23), (29, 33)])
+    toks = tokens(tokenizer, out.input_ids)
+    assert toks == ["[CLS]", "trump", "praised", "[unused0]", "ac", "##me", "corp", "[unused1]", ",", "and",
+                    "[unused0]", "ac", "##me", "[unused1]", "thanked", "him", ".", "[SEP]"]
+    assert [toks[i] for i in out.focus] == ["[unused0]", "[unused0]"]
+    assert set(out.token_type_ids) == {0}
+
+
+def test_pair_format_puts_the_actor_in_the_second_segment(tokenizer):
+    enc = PairEncoder(tokenizer, "pair", 64)
+    out = enc.encode_pair("Trump praised Acme.", "Acme", [(14, 18)])
+    toks = tokens(tokenizer, out.input_ids)
+    assert toks == ["[CLS]", "trump", "praised", "ac", "##me", ".", "[SEP]", "ac", "##me", "[SEP]"]
+    assert out.token_type_ids == [0] * 7 + [1] * 3
+    assert [toks[i] for i in out.focus] == ["ac", "##me"]
+
+
+def test_unmentioned_actor_falls_back_to_the_second_segment(tokenizer):
+    enc = PairEncoder(tokenizer, "markers+pair", 64)
+    out = enc.encode_pair("The plan failed.", "Ukraine", [])
+    toks = tokens(tokenizer, out.input_ids)
+    assert toks[-2:] == ["ukraine", "[SEP]"]
+    assert [toks[i] for i in out.focus] == ["ukraine"]
+
+
+def test_long_sentence_window_is_centred_on_the_mention(tokenizer):
+    enc = PairEncoder(tokenizer, "markers", 32)
+    words = ["word"] * 200
+    words[150] = "Acme"
+    text = " ".join(words)
+    start = text.index("Acme")
+    out = enc.encode_pair(text, "Acme", [(start, start + 4)])
+    toks = tokens(tokenizer, out.input_ids)
+    assert len(out.input_ids) <= 32
+    marker = toks.index("[unused0]")
+    assert 10 <= marker <= 20, marker
+    assert toks[marker + 1 : marker + 3] == ["ac", "##me"]
+
+
+def test_sentence_encoding_truncates_to_the_window(tokenizer):
+    enc = PairEncoder(tokenizer, "markers", 16)
+    out = enc.encode_sentence("word " * 100)
+    assert len(out.input_ids) == 16 and out.input_ids[-1] == tokenizer.sep_token_id
+
+
+def test_collate_pads_to_the_longest_item(tokenizer):
+    enc = PairEncoder(tokenizer, "markers", 64)
+    items = [enc.encode_sentence("Short."), enc.encode_sentence("A somewhat longer sentence here.")]
+    batch = collate(items, tokenizer.pad_token_id)
+    width = max(len(i.input_ids) for i in items)
+    assert batch["input_ids"].shape == (2, width)
+    assert batch["attention_mask"][0].sum() == len(items[0].input_ids)
+    assert batch["input_ids"][0, -1] == tokenizer.pad_token_id
+
+
+def test_length_sorted_batches_cover_every_index_once():
+    batches = length_sorted_batches([5, 1, 9, 3, 7], 2)
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
+    assert batches[0] == [2, 4]
+
+
+def test_bad_settings_are_rejected(tokenizer):
+    with pytest.raises(InvalidInputError, match="input_format"):
+        PairEncoder(tokenizer, "nope")

@@ -1,0 +1,98 @@
+import json
+
+import pytest
+import torch
+
+from model.actors import ActorSpec
+from model.errors import InvalidInputError, ModelLoadError
+from model.labels import SENTIMENT_LABELS, STANCE_LABELS, label_index
+from model.predictor import PairInput, StancePredictor
+
+ARTICLE = "Donald Trump praised Acme Corp on Monday.\nTrump later criticised Russia. The weather was fine."
+
+
+def test_predict_returns_the_classify_shape(tiny_predictor):
+    result = tiny_predictor.predict(ARTICLE).to_dict()
+    assert set(result) == {"model", "sentences", "actors"}
+    assert result["model"] == {"name": "tiny-test", "version": "0.0.1"}
+    assert [s["index"] for s in result["sentences"]] == [0, 1, 2]
+    for s in result["sentences"]:
+        assert ARTICLE[s["start"] : s["end"]] == s["text"]
+        assert set(s["sentiment"]["scores"]) == set(SENTIMENT_LABELS)
+        assert abs(sum(s["sentiment"]["scores"].values()) - 1) < 1e-3
+        for pair in s["actors"]:
+            assert set(pair["stance"]["scores"]) == set(STANCE_LABELS)
+            for m in pair["mentions"]:
+                assert ARTICLE[m["start"] : m["end"]] == m["text"]
+    assert result["sentences"][2]["actors"] == []
+    summary = {a["actor"]: a for a in result["actors"]}
+    assert summary["Donald Trump"]["mentions"] == 2
+    assert summary["Donald Trump"]["support"] + summary["Donald Trump"]["oppose"] + summary["Donald Trump"]["neutral"] == 2
+    assert set(summary["Donald Trump"]) == {"actor", "type", "mentions", "support", "oppose", "neutral", "net", "label"}
+
+
+def test_unmentioned_explicit_actor_is_scored_only_for_single_sentences(tiny_predictor):
+    single = tiny_predictor.predict("The plan is bad.", [ActorSpec("Ukraine")], detect_actors=False).to_dict()
+    pair = single["sentences"][0]["actors"][0]
+    assert pair["actor"] == "Ukraine" and pair["mentioned"] is False and pair["mentions"] == []
+    several = tiny_predictor.predict("The plan is bad. It failed.", [ActorSpec("Ukraine")], detect_actors=False).to_dict()
+    assert all(s["actors"] == [] for s in several["sentences"])
+    assert several["actors"][0]["mentions"] == 0
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t  "])
+def test_empty_text_is_an_invalid_input(tiny_predictor, text):
+    with pytest.raises(InvalidInputError, match="text must not be empty"):
+        tiny_predictor.predict(text)
+
+
+def test_text_without_sentences_or_actors_is_well_defined(tiny_predictor):
+    assert tiny_predictor.predict("... !!!").to_dict()["sentences"] == []
+    result = tiny_predictor.predict("it rained all day.").to_dict()
+    assert len(result["sentences"]) == 1 and result["actors"] == []
+
+
+def test_odd_unicode_and_very_long_sentences(tiny_predictor):
+    text = "Путин 😀 \u202eRTL\u202c text\x00 here. " + "Acme Corp " * 600 + "grew."
+    result = tiny_predictor.predict(text, [ActorSpec("Acme Corp")], detect_actors=False).to_dict()
+    assert len(result["sentences"]) == 2
+
+
+def test_duplicate_sentences_are_scored_once(tiny_predictor, monkeypatch):
+    calls = []
+    original = tiny_predictor.sentiment_probabilities
+    monkeypatch.setattr(tiny_predictor, "sentiment_probabilities", lambda texts, *a: calls.append(list(texts)) or original(texts))
+    tiny_predictor.predict("Acme grew. Acme grew. Acme grew.")
+    assert calls == [["Acme grew."]]
+
+
+def test_save_and_load_round_trip(tiny_predictor, tiny_model_dir):
+    loaded = StancePredictor.load(tiny_model_dir)
+    pairs = [PairInput("Trump praised Acme.", "Acme", ((14, 18),))]
+    assert torch.allclose(loaded.stance_logits(pairs), tiny_predictor.stance_logits(pairs), atol=1e-2)
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert config["stance_labels"] == list(STANCE_LABELS)
+    assert "weights.safetensors" in config["files"] and "metrics.json" in config["files"]
+
+
+def test_corrupt_weights_refuse_to_load(tiny_model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(ModelLoadError, match="weights.safetensors is corrupt"):
+        StancePredictor.load(broken)
+
+
+def test_missing_folder_and_missing_config(tmp_path):
+    with pytest.raises(ModelLoadError, match="model folder not found"):
+        StancePredictor.load(tmp_path / "nope")
+    with pytest.raises(ModelLoadError, match="missing config.json"):
+        StancePredictor.load(tmp_path)
+
+
+def test_label_maps():
+    assert label_index(STANCE_LABELS) == {"support": 0, "oppose": 1, "neutral": 2}
+    assert label_index(SENTIMENT_LABELS) == {"positive": 0, "negative": 1, "neutral": 2}

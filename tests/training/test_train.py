@@ -1,0 +1,79 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from model.predictor import StancePredictor
+from training.config import TrainConfig
+from training.metrics import classification_report, expected_calibration_error, fit_temperature
+from training.pipeline import DataSpec, stratified_split, train_model
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "training" / "examples"
+
+
+def test_tiny_training_writes_a_self_describing_folder(tiny_model_dir, tmp_path):
+    out = tmp_path / "trained"
+    spec = DataSpec(train=[str(EXAMPLES / "labelled.jsonl")], dev=[str(EXAMPLES / "labelled.csv")])
+    config = TrainConfig(epochs=1, batch_size=4, seed=3)
+    metrics = train_model(spec, config, out, start=str(tiny_model_dir), name="tiny-trained", version="9.9.9", command=["stance", "train"])
+    assert {p.name for p in out.iterdir()} == {"config.json", "weights.safetensors", "tokenizer", "metrics.json", "training.json"}
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    dev = saved["dev"][str(EXAMPLES / "labelled.csv")]
+    assert dev["stance"]["n"] == 6 and dev["sentiment"]["n"] == 5
+    assert 0 <= dev["stance"]["macro_f1"] <= 1
+    assert set(saved["calibration"]) == {"stance", "sentiment"}
+    record = json.loads((out / "training.json").read_text())
+    assert record["command"] == ["stance", "train"]
+    assert set(record["data"]["sha256"]) == {str(EXAMPLES / "labelled.jsonl"), str(EXAMPLES / "labelled.csv")}
+    assert record["config"]["epochs"] == 1
+    loaded = StancePredictor.load(out)
+    assert loaded.config.name == "tiny-trained" and loaded.config.version == "9.9.9"
+    assert loaded.config.temperature["stance"] == saved["calibration"]["stance"]["temperature"]
+
+
+def test_same_seed_gives_the_same_metrics(tiny_model_dir, tmp_path):
+    spec = DataSpec(train=[str(EXAMPLES / "labelled.jsonl")])
+    config = TrainConfig(epochs=1, batch_size=4, seed=5)
+    first = train_model(spec, config, tmp_path / "a", start=str(tiny_model_dir), command=[])
+    second = train_model(spec, config, tmp_path / "b", start=str(tiny_model_dir), command=[])
+    strip = lambda m: [{k: v for k, v in h.items() if k != "train_seconds"} for h in m["history"]]  # noqa: E731
+    assert strip(first) == strip(second)
+    assert first["dev"] == second["dev"]
+
+
+def test_stratified_split_holds_out_each_class():
+    from training.data import load_file
+
+    data = load_file(EXAMPLES / "labelled.jsonl")
+    train, dev = stratified_split(data, 0.1, seed=1)
+    assert {e.label for e in dev.stance} == {"support", "oppose", "neutral"}
+    assert len(train.stance) + len(dev.stance) == len(data.stance)
+
+
+def test_invalid_training_settings():
+    with pytest.raises(ValueError, match="invalid training settings: epochs=0, lr=-1.0"):
+        TrainConfig(lr=-1.0, epochs=0)
+
+
+def test_classification_report():
+    report = classification_report([0, 0, 1, 2], [0, 1, 1, 2], ["a", "b", "c"])
+    assert report["accuracy"] == 0.75
+    assert report["confusion"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    assert report["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert report["macro_f1"] == round((2 / 3 + 2 / 3 + 1) / 3, 4)
+
+
+def test_temperature_scaling_reduces_calibration_error():
+    import torch
+
+    torch.manual_seed(0)
+    gold = torch.randint(0, 3, (500,))
+    logits = torch.randn(500, 3)
+    logits[torch.arange(500), gold] += 1.0
+    overconfident = logits * 4
+    t = fit_temperature(overconfident, gold)
+    assert t > 2
+    before = expected_calibration_error(torch.softmax(overconfident, -1), gold)
+    after = expected_calibration_error(torch.softmax(overconfident / t, -1), gold)
+    assert after < before

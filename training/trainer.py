@@ -1,0 +1,183 @@
+"""The multi-task training loop: stance pairs plus sentence sentiment, length-grouped batches."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.encoding import Encoded, collate
+from model.io import WORD_EMBEDDINGS
+from model.predictor import StancePredictor
+from training.config import TrainConfig
+from training.data import LabelledData, SentimentExample, StanceExample
+from training.metrics import classification_report
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+def grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length items: sort within random pools, then shuffle the batches."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches: list[list[int]] = []
+    for i in range(0, len(order), pool):
+        chunk = sorted(order[i : i + pool], key=lambda j: lengths[j])
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _param_groups(predictor: StancePredictor, config: TrainConfig) -> list[dict[str, Any]]:
+    """Per-layer learning rates (layer-wise decay), no weight decay on biases, norms and embeddings."""
+    encoder = predictor.network.encoder
+    n_layers = encoder.config.num_hidden_layers
+    groups: list[dict[str, Any]] = []
+    for name, param in predictor.network.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.startswith(("stance_head", "sentiment_head")):
+            lr = config.head_lr
+        elif ".layer." in name:
+            depth = int(name.split(".layer.")[1].split(".")[0])
+            lr = config.lr * config.layer_decay ** (n_layers - 1 - depth)
+        else:
+            lr = config.lr * config.layer_decay**n_layers
+        no_decay = "embeddings" in name or name.endswith("bias") or "LayerNorm" in name
+        groups.append({"params": [param], "lr": lr, "weight_decay": 0.0 if no_decay else config.weight_decay})
+    return groups
+
+
+def _freeze_word_embeddings(predictor: StancePredictor) -> None:
+    """Only the entity-marker rows of the word embeddings learn, so the saved model stays a small delta."""
+    weight = dict(predictor.network.named_parameters())[WORD_EMBEDDINGS]
+    mask = torch.zeros(weight.shape[0], 1)
+    mask[predictor.marker_rows] = 1.0
+    weight.register_hook(lambda grad: grad * mask)
+
+
+def evaluate_stance(predictor: StancePredictor, examples: Sequence[StanceExample]) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """Report, raw logits and gold indices for stance examples."""
+    labels = predictor.config.stance_labels
+    logits = predictor.stance_logits([e.pair for e in examples])
+    gold = torch.tensor([labels.index(e.label) for e in examples], dtype=torch.long)
+    return classification_report(gold.tolist(), logits.argmax(-1).tolist(), labels), logits, gold
+
+
+def evaluate_sentiment(predictor: StancePredictor, examples: Sequence[SentimentExample]) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    labels = predictor.config.sentiment_labels
+    logits = predictor.sentiment_logits([e.text for e in examples])
+    gold = torch.tensor([labels.index(e.label) for e in examples], dtype=torch.long)
+    return classification_report(gold.tolist(), logits.argmax(-1).tolist(), labels), logits, gold
+
+
+def train(
+    predictor: StancePredictor,
+    train_data: LabelledData,
+    dev_data: LabelledData,
+    config: TrainConfig,
+    sentiment_per_epoch: int | None = None,
+    log: Log = _stderr,
+) -> TrainResult:
+    """Fine-tune `predictor` in place; keeps the weights of the best dev epoch (stance macro-F1)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    net = predictor.network
+    if predictor.config.base_model:
+        _freeze_word_embeddings(predictor)
+    stance_labels = predictor.config.stance_labels
+    sentiment_labels = predictor.config.sentiment_labels
+    stance_items = predictor.encode_pairs([e.pair for e in train_data.stance])
+    stance_gold = [stance_labels.index(e.label) for e in train_data.stance]
+    sentiment_pool = list(range(len(train_data.sentiment)))
+    per_epoch = len(sentiment_pool) if sentiment_per_epoch is None else min(sentiment_per_epoch, len(sentiment_pool))
+    if config.sentiment_weight == 0:
+        per_epoch = 0
+    sentiment_items = predictor.encode_sentences([e.text for e in train_data.sentiment])
+    sentiment_gold = [sentiment_labels.index(e.label) for e in train_data.sentiment]
+
+    steps_per_epoch = math.ceil(len(stance_items) / config.batch_size) + math.ceil(per_epoch / config.batch_size)
+    total_steps = max(1, steps_per_epoch * config.epochs)
+    optimizer = torch.optim.AdamW(_param_groups(predictor, config))
+    warmup = int(total_steps * config.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup))
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    result = TrainResult()
+    best_score, best_state, stale = -1.0, None, 0
+    step, started = 0, time.monotonic()
+    for epoch in range(1, config.epochs + 1):
+        net.train()
+        jobs: list[tuple[str, list[int]]] = [
+            ("stance", b) for b in grouped_batches([len(e.input_ids) for e in stance_items], config.batch_size, rng)
+        ]
+        if per_epoch:
+            chosen = rng.sample(sentiment_pool, per_epoch)
+            lengths = [len(sentiment_items[i].input_ids) for i in chosen]
+            jobs += [("sentiment", [chosen[j] for j in b]) for b in grouped_batches(lengths, config.batch_size, rng)]
+        rng.shuffle(jobs)
+        running, seen, epoch_start = 0.0, 0, time.monotonic()
+        for head, batch in jobs:
+            items: list[Encoded] = [(stance_items if head == "stance" else sentiment_items)[i] for i in batch]
+            gold = torch.tensor([(stance_gold if head == "stance" else sentiment_gold)[i] for i in batch])
+            inputs = collate(items, predictor.encoder.pad_id)
+            if head == "stance":
+                loss = loss_fn(net.stance_logits(**inputs), gold)
+            else:
+                loss = config.sentiment_weight * loss_fn(net.sentiment_logits(**inputs), gold)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            seen += len(batch)
+            running += loss.item()
+            if step % 50 == 0 or step == total_steps:
+                elapsed = time.monotonic() - started
+                eta = elapsed / step * (total_steps - step)
+                rate = seen / max(1e-9, time.monotonic() - epoch_start)
+                log(f"epoch {epoch} step {step}/{total_steps} loss {running / 50:.4f} {rate:.1f} ex/s eta {eta / 60:.1f} min")
+                running = 0.0
+        net.eval()
+        record: dict[str, Any] = {"epoch": epoch, "train_seconds": round(time.monotonic() - epoch_start, 1)}
+        if dev_data.stance:
+            record["stance"] = evaluate_stance(predictor, dev_data.stance)[0]
+        if dev_data.sentiment:
+            record["sentiment"] = evaluate_sentiment(predictor, dev_data.sentiment)[0]
+        score = record["stance"]["macro_f1"] if "stance" in record else record.get("sentiment", {}).get("macro_f1", 0.0)
+        log(f"epoch {epoch} dev: " + ", ".join(f"{k} macro-F1 {record[k]['macro_f1']:.4f}" for k in ("stance", "sentiment") if k in record))
+        result.history.append(record)
+        if score > best_score:
+            best_score, best_state, stale, result.best_epoch = score, copy.deepcopy(net.state_dict()), 0, epoch
+        else:
+            stale += 1
+            if stale >= config.patience:
+                log(f"early stop: no dev improvement for {stale} epochs")
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return result
