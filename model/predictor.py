@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from model import io
 from model.actors import Actor, ActorFinder, ActorSpec
 from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_sorted_batches
-from model.errors import InvalidInputError, ModelLoadError
+from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.network import StanceNetwork
 from model.results import DocumentResult, MentionOut, PairResult, Prediction, SentenceResult, summarise
@@ -75,6 +75,10 @@ class PairInput:
     mentions: tuple[tuple[int, int], ...] = ()
 
 
+# Per document: its sentences, its actors, and (sentence index, actor, pair) to score.
+_Plan = tuple[list[Sentence], list[Actor], list[tuple[int, Actor, PairInput]]]
+
+
 class StancePredictor:
     """Scores stance per (sentence, actor) and sentiment per sentence; loads and saves model folders."""
 
@@ -84,6 +88,7 @@ class StancePredictor:
         self.config = config
         self.encoder = PairEncoder(tokenizer, config.input_format, config.max_length)
         self.finder = ActorFinder()
+        self.last_batch_pairs = 0
 
     # ----- construction -------------------------------------------------------------
     @classmethod
@@ -206,22 +211,41 @@ class StancePredictor:
             return torch.empty((0, len(self.config.sentiment_labels)))
         return torch.softmax(self.sentiment_logits(texts, batch_size) / self.config.temperature["sentiment"], dim=-1)
 
-
     # ----- documents ----------------------------------------------------------------
     def predict(self, text: str, actors: Sequence[ActorSpec] = (), detect_actors: bool = True) -> DocumentResult:
         """Classify one document: sentences, actors, stance per (sentence, actor), sentiment, summary."""
         return self.predict_documents([DocumentInput(text, tuple(actors), detect_actors)])[0]
 
     def predict_documents(self, documents: Sequence[DocumentInput], batch_size: int = 64) -> list[DocumentResult]:
-        """Classify several documents at once; identical sentences and pairs are scored once."""
-        plans = [self._plan(doc) for doc in documents]
-        texts = sorted({s.text for sentences, _, _ in plans for s in sentences})
-        pairs = sorted({pair for _, _, doc_pairs in plans for _, _, pair in doc_pairs}, key=lambda p: (p.text, p.actor, p.mentions))
+        """Classify several documents at once; identical sentences and pairs are scored once.
+
+        Raises the first document's StanceError; `predict_documents_safe` returns errors per document instead.
+        """
+        results = self.predict_documents_safe(documents, batch_size)
+        for result in results:
+            if isinstance(result, StanceError):
+                raise result
+        return results  # type: ignore[return-value]
+
+    def predict_documents_safe(
+        self, documents: Sequence[DocumentInput], batch_size: int = 64
+    ) -> list[DocumentResult | StanceError]:
+        """Like `predict_documents`, but a document that fails gets its error in its place."""
+        plans: list[_Plan | StanceError] = []
+        for doc in documents:
+            try:
+                plans.append(self._plan(doc))
+            except StanceError as exc:
+                plans.append(exc)
+        ok = [p for p in plans if not isinstance(p, StanceError)]
+        texts = sorted({s.text for sentences, _, _ in ok for s in sentences})
+        pairs = sorted({pair for _, _, doc_pairs in ok for _, _, pair in doc_pairs}, key=lambda p: (p.text, p.actor, p.mentions))
         sentiment = dict(zip(texts, self.sentiment_probabilities(texts, batch_size).tolist(), strict=True))
         stance = dict(zip(pairs, self.stance_probabilities(pairs, batch_size).tolist(), strict=True))
-        return [self._assemble(plan, sentiment, stance) for plan in plans]
+        self.last_batch_pairs = len(pairs)
+        return [p if isinstance(p, StanceError) else self._assemble(p, sentiment, stance) for p in plans]
 
-    def _plan(self, doc: DocumentInput) -> tuple[list[Sentence], list[Actor], list[tuple[int, Actor, PairInput]]]:
+    def _plan(self, doc: DocumentInput) -> _Plan:
         if not isinstance(doc.text, str) or not doc.text.strip():
             raise InvalidInputError("text must not be empty")
         sentences = split_sentences(doc.text)
@@ -237,7 +261,7 @@ class StancePredictor:
                     pairs.append((sentence.index, actor, PairInput(sentence.text, actor.name, spans)))
         return sentences, found, pairs
 
-    def _assemble(self, plan, sentiment: dict[str, list[float]], stance: dict[PairInput, list[float]]) -> DocumentResult:
+    def _assemble(self, plan: _Plan, sentiment: dict[str, list[float]], stance: dict[PairInput, list[float]]) -> DocumentResult:
         sentences, found, pairs = plan
         results = [
             SentenceResult(s.index, s.text, s.start, s.end, self._prediction(sentiment[s.text], self.config.sentiment_labels))
@@ -247,7 +271,9 @@ class StancePredictor:
         for index, actor, pair in pairs:
             offset = sentences[index].start
             mentions = [MentionOut(pair.text[a:b], a + offset, b + offset) for a, b in pair.mentions]
-            result = PairResult(actor.name, mentions, self._prediction(stance[pair], self.config.stance_labels), bool(pair.mentions))
+            result = PairResult(
+                actor.name, mentions, self._prediction(stance[pair], self.config.stance_labels), bool(pair.mentions)
+            )
             results[index].actors.append(result)
             by_actor.setdefault(actor.name, []).append(result)
         summary = [summarise(a.name, a.type, len(a.mentions), by_actor.get(a.name, [])) for a in found]

@@ -12,11 +12,82 @@ import re
 from dataclasses import dataclass
 
 ABBREVIATIONS = frozenset(
-    """
-    mr mrs ms dr prof sr jr st mt gen lt col maj capt sgt cpl adm cmdr gov sen rep rev hon pres supt insp det
-    u.s u.k u.n e.u d.c u.s.a p.m a.m e.g i.e etc vs v no nos inc corp ltd co bros dept univ est approx fig
-    jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun ave blvd rd
-    """.split()
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "gen",
+        "lt",
+        "col",
+        "maj",
+        "capt",
+        "sgt",
+        "cpl",
+        "adm",
+        "cmdr",
+        "gov",
+        "sen",
+        "rep",
+        "rev",
+        "hon",
+        "pres",
+        "supt",
+        "insp",
+        "det",
+        "u.s",
+        "u.k",
+        "u.n",
+        "e.u",
+        "d.c",
+        "u.s.a",
+        "p.m",
+        "a.m",
+        "e.g",
+        "i.e",
+        "etc",
+        "vs",
+        "v",
+        "no",
+        "nos",
+        "inc",
+        "corp",
+        "ltd",
+        "co",
+        "bros",
+        "dept",
+        "univ",
+        "est",
+        "approx",
+        "fig",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
+        "ave",
+        "blvd",
+        "rd",
+    }
 )
 _BULLET = re.compile(r"^\s*(?:[-*•‣◦▪–—]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+")
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s+[\"'“‘«(\[]?[A-Z0-9])")
@@ -85,7 +156,7 @@ def split_sentences(text: str) -> list[Sentence]:
 def is_headline(sentence: str) -> bool:
     """A title-case line such as "Senate Passes Sweeping Climate Bill After Long Night"."""
     words = [w for w in re.findall(r"[A-Za-z][\w'’-]*", sentence)]
-    if len(words) < 3 or sentence.rstrip()[-1:] in ".!?\"”":
+    if len(words) < 3 or sentence.rstrip()[-1:] in '.!?"”':
         return False
     minor = {"a", "an", "the", "and", "or", "but", "of", "in", "on", "at", "to", "for", "by", "with", "as", "from", "vs"}
     content = [w for w in words if w.lower() not in minor]

@@ -136,10 +136,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         sentiment_per_epoch=args.sentiment_per_epoch,
     )
     start = getattr(args, "from")
-    metrics = train_model(spec, config, args.out, start=start, name=args.name, version=args.model_version,
-                          command=["stance", *sys.argv[1:]])
-    print(json.dumps({"out": str(args.out), "best_epoch": metrics["best_epoch"],
-                      "dev": {k: {h: v[h]["macro_f1"] for h in v} for k, v in metrics["dev"].items()}}, indent=2))
+    metrics = train_model(
+        spec, config, args.out, start=start, name=args.name, version=args.model_version, command=["stance", *sys.argv[1:]]
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "best_epoch": metrics["best_epoch"],
+                "dev": {k: {h: v[h]["macro_f1"] for h in v} for k, v in metrics["dev"].items()},
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model import default_model_path
@@ -17,5 +17,18 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(default_factory=default_model_path, description="model folder to serve")
     max_text_chars: int = Field(100_000, ge=1, description="longest text accepted per document")
+    max_batch_documents: int = Field(64, ge=1, description="most documents per POST /classify/batch")
     max_actors: int = Field(50, ge=0, description="most explicit actors per document")
+    max_body_bytes: int = Field(8_000_000, ge=1024, description="largest request body, enforced while reading it")
+    batch_max_documents: int = Field(32, ge=1, description="micro-batching: most documents scored together")
+    batch_wait_ms: float = Field(5.0, ge=0, description="micro-batching: how long to wait for more requests")
+    api_key: SecretStr | None = Field(None, description="bearer key for /admin routes; admin is off without it")
     threads: int = Field(0, ge=0, description="torch threads for inference (0: torch's default)")
+
+    def limits(self) -> dict[str, int]:
+        return {
+            "max_text_chars": self.max_text_chars,
+            "max_batch_documents": self.max_batch_documents,
+            "max_actors": self.max_actors,
+            "max_body_bytes": self.max_body_bytes,
+        }

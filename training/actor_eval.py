@@ -22,7 +22,14 @@ def _prf(tp: int, predicted: int, gold: int) -> dict[str, float]:
     precision = tp / predicted if predicted else 0.0
     recall = tp / gold if gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "tp": tp, "predicted": predicted, "gold": gold}
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "tp": tp,
+        "predicted": predicted,
+        "gold": gold,
+    }
 
 
 def evaluate_detection(path: Path = ARTICLES, finder: ActorFinder | None = None) -> dict[str, Any]:
@@ -49,11 +56,13 @@ def evaluate_detection(path: Path = ARTICLES, finder: ActorFinder | None = None)
         mention_tp += sum(1 for span, name in predicted_mentions.items() if gold_mentions.get(span) == name)
         mention_pred += len(predicted_mentions)
         mention_gold += len(gold_mentions)
-        errors.append({
-            "id": article["id"],
-            "spurious_actors": sorted(predicted_names - gold_names),
-            "missed_actors": sorted(gold_names - predicted_names),
-        })
+        errors.append(
+            {
+                "id": article["id"],
+                "spurious_actors": sorted(predicted_names - gold_names),
+                "missed_actors": sorted(gold_names - predicted_names),
+            }
+        )
     return {
         "articles": len(errors),
         "actors": _prf(actor_tp, actor_pred, actor_gold),

@@ -143,7 +143,9 @@ def parse_row(row: dict[str, Any], path: Path, line: int, label_map: dict[str, s
     if stance not in (None, ""):
         label = label_map.get(str(stance), str(stance))
         if label not in STANCE_LABELS:
-            raise DataFormatError(str(path), line, f"field 'stance': unknown label {stance!r}; expected one of {list(STANCE_LABELS)}")
+            raise DataFormatError(
+                str(path), line, f"field 'stance': unknown label {stance!r}; expected one of {list(STANCE_LABELS)}"
+            )
         actor = row.get("actor")
         if not isinstance(actor, str) or not actor.strip():
             raise DataFormatError(str(path), line, "field 'actor' is missing or empty for a stance row")
@@ -163,7 +165,9 @@ def parse_row(row: dict[str, Any], path: Path, line: int, label_map: dict[str, s
     if sentiment not in (None, ""):
         label = label_map.get(str(sentiment), str(sentiment))
         if label not in SENTIMENT_LABELS:
-            raise DataFormatError(str(path), line, f"field 'sentiment': unknown label {sentiment!r}; expected one of {list(SENTIMENT_LABELS)}")
+            raise DataFormatError(
+                str(path), line, f"field 'sentiment': unknown label {sentiment!r}; expected one of {list(SENTIMENT_LABELS)}"
+            )
         out.sentiment.append(SentimentExample(text, label))
     return out
 

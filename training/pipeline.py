@@ -88,7 +88,9 @@ def start_predictor(start: str, config: TrainConfig, name: str, version: str) ->
     """`base`: fresh heads on all-MiniLM-L6-v2; `default`: the shipped model; else a model folder."""
     if start == "base":
         return StancePredictor.from_base(
-            ModelConfig(name=name, version=version, input_format=config.input_format, max_length=config.max_length, dropout=config.dropout)
+            ModelConfig(
+                name=name, version=version, input_format=config.input_format, max_length=config.max_length, dropout=config.dropout
+            )
         )
     from model import default_model_path
 
@@ -127,8 +129,10 @@ def train_model(
         train_data, held_out = stratified_split(train_data, 0.1, config.seed)
         dev_data.extend(held_out)
         dev_sets["held-out 10% of the training data"] = held_out
-    log(f"training on {len(train_data.stance)} stance pairs and {len(train_data.sentiment)} sentiment sentences; "
-        f"dev {len(dev_data.stance)} / {len(dev_data.sentiment)}")
+    log(
+        f"training on {len(train_data.stance)} stance pairs and {len(train_data.sentiment)} sentiment sentences; "
+        f"dev {len(dev_data.stance)} / {len(dev_data.sentiment)}"
+    )
     predictor = start_predictor(start, config, name, version)
     result = train(predictor, train_data, dev_data, config, spec.sentiment_per_epoch, log)
     _round_to_fp16(predictor)
@@ -159,11 +163,17 @@ def train_model(
         "command": list(command) if command is not None else sys.argv,
         "start": start,
         "config": config.to_dict(),
-        "data": {"train": list(spec.train), "dev": list(spec.dev), "sentiment_corpora": list(spec.sentiment_corpora),
-                 "format": spec.fmt, "label_map": spec.label_map, "sentiment_per_epoch": spec.sentiment_per_epoch,
-                 "sst2_limit": spec.sst2_limit, "sha256": files},
+        "data": {
+            "train": list(spec.train),
+            "dev": list(spec.dev),
+            "sentiment_corpora": list(spec.sentiment_corpora),
+            "format": spec.fmt,
+            "label_map": spec.label_map,
+            "sentiment_per_epoch": spec.sentiment_per_epoch,
+            "sst2_limit": spec.sst2_limit,
+            "sha256": files,
+        },
         "versions": _versions(),
     }
     predictor.save(out, extra={"metrics.json": metrics, "training.json": training_record})
     return metrics
-

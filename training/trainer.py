@@ -75,7 +75,9 @@ def _freeze_word_embeddings(predictor: StancePredictor) -> None:
     weight.register_hook(lambda grad: grad * mask)
 
 
-def evaluate_stance(predictor: StancePredictor, examples: Sequence[StanceExample]) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+def evaluate_stance(
+    predictor: StancePredictor, examples: Sequence[StanceExample]
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
     """Report, raw logits and gold indices for stance examples."""
     labels = predictor.config.stance_labels
     logits = predictor.stance_logits([e.pair for e in examples])
@@ -83,7 +85,9 @@ def evaluate_stance(predictor: StancePredictor, examples: Sequence[StanceExample
     return classification_report(gold.tolist(), logits.argmax(-1).tolist(), labels), logits, gold
 
 
-def evaluate_sentiment(predictor: StancePredictor, examples: Sequence[SentimentExample]) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+def evaluate_sentiment(
+    predictor: StancePredictor, examples: Sequence[SentimentExample]
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
     labels = predictor.config.sentiment_labels
     logits = predictor.sentiment_logits([e.text for e in examples])
     gold = torch.tensor([labels.index(e.label) for e in examples], dtype=torch.long)
@@ -168,7 +172,10 @@ def train(
         if dev_data.sentiment:
             record["sentiment"] = evaluate_sentiment(predictor, dev_data.sentiment)[0]
         score = record["stance"]["macro_f1"] if "stance" in record else record.get("sentiment", {}).get("macro_f1", 0.0)
-        log(f"epoch {epoch} dev: " + ", ".join(f"{k} macro-F1 {record[k]['macro_f1']:.4f}" for k in ("stance", "sentiment") if k in record))
+        log(
+            f"epoch {epoch} dev: "
+            + ", ".join(f"{k} macro-F1 {record[k]['macro_f1']:.4f}" for k in ("stance", "sentiment") if k in record)
+        )
         result.history.append(record)
         if score > best_score:
             best_score, best_state, stale, result.best_epoch = score, copy.deepcopy(net.state_dict()), 0, epoch

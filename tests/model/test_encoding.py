@@ -21,8 +21,26 @@ def test_markers_wrap_every_mention(tokenizer):
     text = "Trump praised Acme Corp, and Acme thanked him."
     out = enc.encode_pair(text, "Acme Corp", [(14, 23), (29, 33)])
     toks = tokens(tokenizer, out.input_ids)
-    assert toks == ["[CLS]", "trump", "praised", "[unused0]", "ac", "##me", "corp", "[unused1]", ",", "and",
-                    "[unused0]", "ac", "##me", "[unused1]", "thanked", "him", ".", "[SEP]"]
+    assert toks == [
+        "[CLS]",
+        "trump",
+        "praised",
+        "[unused0]",
+        "ac",
+        "##me",
+        "corp",
+        "[unused1]",
+        ",",
+        "and",
+        "[unused0]",
+        "ac",
+        "##me",
+        "[unused1]",
+        "thanked",
+        "him",
+        ".",
+        "[SEP]",
+    ]
     assert [toks[i] for i in out.focus] == ["[unused0]", "[unused0]"]
     assert set(out.token_type_ids) == {0}
 

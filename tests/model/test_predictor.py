@@ -82,14 +82,14 @@ def test_corrupt_weights_refuse_to_load(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, broken)
     weights = broken / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
-    with pytest.raises(ModelLoadError, match="weights.safetensors is corrupt"):
+    with pytest.raises(ModelLoadError, match=r"weights\.safetensors is corrupt"):
         StancePredictor.load(broken)
 
 
 def test_missing_folder_and_missing_config(tmp_path):
     with pytest.raises(ModelLoadError, match="model folder not found"):
         StancePredictor.load(tmp_path / "nope")
-    with pytest.raises(ModelLoadError, match="missing config.json"):
+    with pytest.raises(ModelLoadError, match=r"missing config\.json"):
         StancePredictor.load(tmp_path)
 
 

@@ -36,7 +36,11 @@ def test_classify(client):
         ({"text": "Hi.", "extra": 1}, 422, {"error": "extra: Extra inputs are not permitted", "error_type": "invalid_input"}),
         ({"text": 5}, 422, {"error": "text: Input should be a valid string", "error_type": "invalid_input"}),
         ({"text": "x" * 201}, 413, {"error": "text is longer than 200 characters", "error_type": "too_large"}),
-        ({"text": "Hi.", "actors": [{"name": "A"}, {"name": "B"}, {"name": "C"}]}, 413, {"error": "more than 2 actors", "error_type": "too_large"}),
+        (
+            {"text": "Hi.", "actors": [{"name": "A"}, {"name": "B"}, {"name": "C"}]},
+            413,
+            {"error": "more than 2 actors", "error_type": "too_large"},
+        ),
     ],
 )
 def test_error_contract(client, body, status, error):
@@ -54,5 +58,8 @@ def test_not_ready_until_the_model_loads(tmp_path):
                 break
             time.sleep(0.05)
         assert response.status_code == 503
-        assert response.json() == {"error": f"model folder not found: {tmp_path / 'missing'}", "error_type": "not_ready"}
+        assert response.json() == {
+            "error": f"model is not loaded: model folder not found: {tmp_path / 'missing'}",
+            "error_type": "not_ready",
+        }
         assert c.post("/classify", json={"text": "Hi."}).status_code == 503

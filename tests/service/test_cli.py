@@ -15,7 +15,9 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_classify_json_has_the_classify_shape(capsys, tiny_model_dir):
-    code, out, _ = run(capsys, "classify", "Donald Trump praised Kyiv.", "--actor", "Ukraine=Kyiv,Kiev", "--json", "--model", str(tiny_model_dir))
+    code, out, _ = run(
+        capsys, "classify", "Donald Trump praised Kyiv.", "--actor", "Ukraine=Kyiv,Kiev", "--json", "--model", str(tiny_model_dir)
+    )
     assert code == 0
     result = json.loads(out)
     assert set(result) == {"model", "sentences", "actors"}
@@ -28,7 +30,9 @@ def test_classify_json_has_the_classify_shape(capsys, tiny_model_dir):
 def test_classify_table_and_file_input(capsys, tiny_model_dir, tmp_path):
     article = tmp_path / "a.txt"
     article.write_text("Acme Corp grew fast.\nCritics blamed Acme Corp.", encoding="utf-8")
-    code, out, _ = run(capsys, "classify", "--file", str(article), "--actor", "Acme Corp", "--no-detect", "--model", str(tiny_model_dir))
+    code, out, _ = run(
+        capsys, "classify", "--file", str(article), "--actor", "Acme Corp", "--no-detect", "--model", str(tiny_model_dir)
+    )
     assert code == 0
     assert "[0] Acme Corp grew fast." in out and "[1] Critics blamed Acme Corp." in out
     assert "actor" in out and "net" in out
@@ -65,7 +69,9 @@ def test_evaluate_bad_row_names_file_and_line(capsys, tiny_model_dir, tmp_path):
     data.write_text('{"text": "A.", "sentiment": "neutral"}\n{"text": "B.", "sentiment": "great"}\n', encoding="utf-8")
     code, _, err = run(capsys, "evaluate", "--data", str(data), "--model", str(tiny_model_dir))
     assert code == 2
-    assert err == f"error: {data}:2: field 'sentiment': unknown label 'great'; expected one of ['positive', 'negative', 'neutral']\n"
+    assert (
+        err == f"error: {data}:2: field 'sentiment': unknown label 'great'; expected one of ['positive', 'negative', 'neutral']\n"
+    )
 
 
 def test_train_rejects_bad_settings(capsys):

@@ -33,11 +33,20 @@ def test_labelled_csv_matches_the_jsonl():
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ('{"text": "A b.", "actor": "A", "stance": "favour"}', "field 'stance': unknown label 'favour'; expected one of ['support', 'oppose', 'neutral']"),
+        (
+            '{"text": "A b.", "actor": "A", "stance": "favour"}',
+            "field 'stance': unknown label 'favour'; expected one of ['support', 'oppose', 'neutral']",
+        ),
         ('{"text": "", "sentiment": "positive"}', "field 'text' is missing or empty"),
         ('{"text": "A b.", "stance": "support"}', "field 'actor' is missing or empty for a stance row"),
-        ('{"text": "A b.", "actor": "A", "start": 0, "end": 40, "stance": "support"}', "fields 'start'/'end' (0, 40) are outside the text"),
-        ('{"text": "A b.", "actor": "A", "start": 0, "end": 1, "mention": "B", "stance": "support"}', "field 'mention' 'B' does not match text[0:1]"),
+        (
+            '{"text": "A b.", "actor": "A", "start": 0, "end": 40, "stance": "support"}',
+            "fields 'start'/'end' (0, 40) are outside the text",
+        ),
+        (
+            '{"text": "A b.", "actor": "A", "start": 0, "end": 1, "mention": "B", "stance": "support"}',
+            "field 'mention' 'B' does not match text[0:1]",
+        ),
         ('{"text": "A b."}', "row has neither a 'stance' nor a 'sentiment' label"),
     ],
 )

@@ -15,7 +15,9 @@ def test_tiny_training_writes_a_self_describing_folder(tiny_model_dir, tmp_path)
     out = tmp_path / "trained"
     spec = DataSpec(train=[str(EXAMPLES / "labelled.jsonl")], dev=[str(EXAMPLES / "labelled.csv")])
     config = TrainConfig(epochs=1, batch_size=4, seed=3)
-    metrics = train_model(spec, config, out, start=str(tiny_model_dir), name="tiny-trained", version="9.9.9", command=["stance", "train"])
+    metrics = train_model(
+        spec, config, out, start=str(tiny_model_dir), name="tiny-trained", version="9.9.9", command=["stance", "train"]
+    )
     assert {p.name for p in out.iterdir()} == {"config.json", "weights.safetensors", "tokenizer", "metrics.json", "training.json"}
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
@@ -52,7 +54,7 @@ def test_stratified_split_holds_out_each_class():
 
 
 def test_invalid_training_settings():
-    with pytest.raises(ValueError, match="invalid training settings: epochs=0, lr=-1.0"):
+    with pytest.raises(ValueError, match=r"invalid training settings: epochs=0, lr=-1\.0"):
         TrainConfig(lr=-1.0, epochs=0)
 
 

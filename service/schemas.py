@@ -1,0 +1,177 @@
+"""Request and response schemas of the HTTP API, with examples for /docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ARTICLE = "Senate Passes Climate Bill\nThe senator praised Acme Corp for its generosity. Critics blamed Globex for the delays."
+
+
+class ActorIn(BaseModel):
+    """An explicit actor; aliases are matched literally as whole words."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Ukraine", "aliases": ["Kyiv", "Kiev"]}]})
+    name: str = Field(min_length=1, max_length=200)
+    aliases: list[str] = Field(default_factory=list, max_length=100)
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"text": ARTICLE, "actors": [{"name": "Acme Corp", "aliases": ["Acme"]}], "detect_actors": True}]
+        },
+    )
+    text: str = Field(description="the document; offsets in the response index into it")
+    actors: list[ActorIn] = Field(default_factory=list, description="explicit actors, combined with detection")
+    detect_actors: bool = Field(True, description="find named actors with NER; false scores only explicit actors")
+
+
+class BatchDocument(ClassifyRequest):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"id": "doc-1", "text": ARTICLE}]})
+    id: str = Field(min_length=1, max_length=200)
+
+
+class BatchRequest(BaseModel):
+    """Each document is validated on its own: one bad document gets an error entry, the others still succeed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"documents": [{"id": "a", "text": ARTICLE}, {"id": "b", "text": "Acme Corp cut jobs."}]}]
+        },
+    )
+    documents: list[dict[str, Any]] = Field(description="objects with id, text, and optional actors and detect_actors")
+
+
+class Score(BaseModel):
+    label: str
+    scores: dict[str, float]
+
+
+class MentionOut(BaseModel):
+    text: str
+    start: int
+    end: int
+
+
+class PairOut(BaseModel):
+    actor: str
+    mentions: list[MentionOut]
+    stance: Score
+    mentioned: bool
+
+
+class SentenceOut(BaseModel):
+    index: int
+    text: str
+    start: int
+    end: int
+    sentiment: Score
+    actors: list[PairOut]
+
+
+class ActorSummaryOut(BaseModel):
+    actor: str
+    type: str
+    mentions: int
+    support: int
+    oppose: int
+    neutral: int
+    net: float
+    label: str
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class ClassifyResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": {"name": "actor-stance", "version": "0.1.0"},
+                    "sentences": [
+                        {
+                            "index": 0,
+                            "text": "The senator praised Acme Corp.",
+                            "start": 0,
+                            "end": 30,
+                            "sentiment": {"label": "positive", "scores": {"positive": 0.91, "negative": 0.02, "neutral": 0.07}},
+                            "actors": [
+                                {
+                                    "actor": "Acme Corp",
+                                    "mentions": [{"text": "Acme Corp", "start": 20, "end": 29}],
+                                    "mentioned": True,
+                                    "stance": {"label": "support", "scores": {"support": 0.93, "oppose": 0.02, "neutral": 0.05}},
+                                }
+                            ],
+                        }
+                    ],
+                    "actors": [
+                        {
+                            "actor": "Acme Corp",
+                            "type": "ORG",
+                            "mentions": 1,
+                            "support": 1,
+                            "oppose": 0,
+                            "neutral": 0,
+                            "net": 0.91,
+                            "label": "support",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    model: ModelRef
+    sentences: list[SentenceOut]
+    actors: list[ActorSummaryOut]
+
+
+class ErrorOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": "text must not be empty", "error_type": "invalid_input"}]}
+    )
+    error: str
+    error_type: str
+
+
+class BatchItemOut(BaseModel):
+    id: str | None
+    status: int = Field(description="200, or the status this document alone would have got")
+    result: ClassifyResponse | None = None
+    error: ErrorOut | None = None
+
+
+class BatchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {
+                            "id": "b",
+                            "status": 422,
+                            "result": None,
+                            "error": {"error": "text must not be empty", "error_type": "invalid_input"},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+    results: list[BatchItemOut]
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model_dir": "/models/newsroom-v2"}, {}]})
+    model_dir: str | None = Field(None, description="folder to load; omitted: re-read the configured folder")
+
+
+class Status(BaseModel):
+    status: str

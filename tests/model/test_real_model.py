@@ -1,0 +1,74 @@
+"""The shipped default model on sentences we wrote ourselves."""
+
+import pytest
+
+from model import StancePredictor, default_model_path
+from model.actors import ActorSpec
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def real() -> StancePredictor:
+    return StancePredictor.load(default_model_path())
+
+
+def stance_of(result, actor: str, sentence: int = 0) -> str:
+    return next(a["stance"]["label"] for a in result["sentences"][sentence]["actors"] if a["actor"] == actor)
+
+
+def test_praise_is_support(real):
+    result = real.predict("The senator praised Acme Corp for its generosity.").to_dict()
+    assert stance_of(result, "Acme Corp") == "support"
+    assert result["sentences"][0]["sentiment"]["label"] == "positive"
+
+
+def test_blame_is_oppose(real):
+    result = real.predict("Protesters blamed Mayor Jane Doe for the city's crumbling schools and rising crime.").to_dict()
+    assert stance_of(result, "Jane Doe") == "oppose"
+    assert result["sentences"][0]["sentiment"]["label"] == "negative"
+
+
+def test_report_is_neutral(real):
+    result = real.predict("Acme Corp will publish its quarterly results on Tuesday.").to_dict()
+    assert stance_of(result, "Acme Corp") == "neutral"
+
+
+def test_two_actors_in_one_sentence_get_their_own_stance(real):
+    text = "The mayor thanked Acme Corp for the donation but condemned Globex Industries for polluting the river."
+    result = real.predict(text, [ActorSpec("Acme Corp"), ActorSpec("Globex Industries")], detect_actors=False).to_dict()
+    assert stance_of(result, "Acme Corp") == "support"
+    assert stance_of(result, "Globex Industries") == "oppose"
+
+
+def test_document_summary(real):
+    text = (
+        "Acme Corp Opens New Plant\n"
+        "Local leaders praised Acme Corp for bringing 500 jobs to the town.\n"
+        "The governor said Acme Corp had been a model employer for decades."
+    )
+    summary = {a["actor"]: a for a in real.predict(text).to_dict()["actors"]}
+    assert summary["Acme Corp"]["mentions"] == 3
+    assert summary["Acme Corp"]["label"] == "support" and summary["Acme Corp"]["net"] > 0.15
+
+
+def test_folder_records_what_it_was_trained_on():
+    import json
+
+    folder = default_model_path()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["base_model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert len(config["base_model"]["sha256"]) == 64
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "calibration" in metrics
+    training = json.loads((folder / "training.json").read_text())
+    assert training["data"]["sha256"]
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 30 * 1024 * 1024
+
+
+def test_quality_floor_on_devtest_mt(real, shared_data):
+    from training.evaluate import evaluate_file
+
+    report = evaluate_file(real, shared_data / "newsmtsc" / "devtest_mt.jsonl")
+    assert report["stance"]["n"] == 1476
+    assert report["stance"]["macro_f1"] >= 0.78
