@@ -182,11 +182,14 @@ def clean_name(text: str) -> tuple[str, int]:
     stripped = re.sub(r"^(?:the|The|THE)\s+", "", name.lstrip(_EDGE_PUNCT))
     start += len(name) - len(stripped)
     name = _POSSESSIVE.sub("", stripped.rstrip(_EDGE_PUNCT)).rstrip(_EDGE_PUNCT)
+    if re.fullmatch(r"(?:[A-Z]\.)+[A-Z]", name) and stripped.startswith(name + "."):
+        name += "."  # keep the final dot of an abbreviation: "U.S."
     return name, start
 
 
 def _key(name: str) -> str:
-    return re.sub(r"^the\s+", "", name.casefold()).strip()
+    """Comparison key: case-folded, without a leading "the" or dots ("U.S" and "U.S." are one name)."""
+    return re.sub(r"^the\s+", "", name.casefold()).replace(".", "").strip()
 
 
 def _tokens(name: str) -> tuple[str, ...]:

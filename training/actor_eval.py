@@ -71,5 +71,18 @@ def evaluate_detection(path: Path = ARTICLES, finder: ActorFinder | None = None)
     }
 
 
+HELD_OUT = ARTICLES.with_name("articles_heldout.jsonl")
+
+
+def main() -> None:
+    """Evaluate both annotated sets and write benchmarks/results/actor_detection.json."""
+    finder = ActorFinder()
+    report = {path.name: evaluate_detection(path, finder) for path in (ARTICLES, HELD_OUT)}
+    out = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "actor_detection.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({name: {k: r[k] for k in ("actors", "mentions")} for name, r in report.items()}, indent=2))
+
+
 if __name__ == "__main__":
-    print(json.dumps(evaluate_detection(), indent=2))
+    main()

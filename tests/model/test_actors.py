@@ -72,14 +72,20 @@ def test_explicit_actor_never_mentioned_is_kept_without_mentions(finder):
     assert found == {"Ukraine": []}
 
 
+def test_abbreviation_with_final_dot_links_to_its_country(finder):
+    found = actors(finder, "U.S. Secretary of State Antony Blinken praised Qatar. The U.S. will help.")
+    assert found["United States"] == ["U.S.", "U.S."]
+
+
 def test_spec_parse():
     assert ActorSpec.parse("Ukraine=Kyiv, Kiev") == ActorSpec("Ukraine", ("Kyiv", "Kiev"))
     assert ActorSpec.parse("NATO") == ActorSpec("NATO", ())
 
 
 def test_detection_quality_on_the_annotated_articles(finder):
-    from training.actor_eval import evaluate_detection
+    from training.actor_eval import ARTICLES, HELD_OUT, evaluate_detection
 
-    report = evaluate_detection(finder=finder)
-    assert report["actors"]["precision"] >= 0.9 and report["actors"]["recall"] >= 0.9
-    assert report["mentions"]["precision"] >= 0.9 and report["mentions"]["recall"] >= 0.9
+    for path in (ARTICLES, HELD_OUT):
+        report = evaluate_detection(path, finder=finder)
+        assert report["actors"]["precision"] >= 0.9 and report["actors"]["recall"] >= 0.9
+        assert report["mentions"]["precision"] >= 0.9 and report["mentions"]["recall"] >= 0.9

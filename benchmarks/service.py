@@ -1,0 +1,117 @@
+"""Service latency and throughput: one client at a time against 16 concurrent clients, in the same run.
+
+Starts `stance serve` on a free loopback port, waits for /ready, then sends a 600-word article:
+sequentially (p50/p95 latency, documents/s) and from 16 concurrent clients (documents/s).
+Writes benchmarks/results/service.json.
+
+    .venv/bin/python benchmarks/service.py [--requests 40] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import article  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def run_clients(url: str, text: str, clients: int, total: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    remaining = total
+
+    async def client(c: httpx.AsyncClient) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            response = await c.post(f"{url}/classify", json={"text": text})
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+    async with httpx.AsyncClient(timeout=300) as c:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c) for _ in range(clients)))
+        return time.perf_counter() - started, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args()
+
+    text = article(random.Random(7), words=600)
+    port = free_port()
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+    if args.model:
+        command += ["--model", args.model]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("server did not become ready")
+            time.sleep(0.2)
+        warm = httpx.post(f"{url}/classify", json={"text": text}, timeout=300).json()
+        pairs = sum(len(s["actors"]) for s in warm["sentences"])
+        seq_time, seq_lat = asyncio.run(run_clients(url, text, 1, args.requests))
+        conc_time, conc_lat = asyncio.run(run_clients(url, text, args.clients, args.requests))
+    finally:
+        server.terminate()
+        server.wait(30)
+    result = {
+        "article": {"words": len(text.split()), "sentences": len(warm["sentences"]), "pairs": pairs},
+        "requests_per_mode": args.requests,
+        "one_client": {
+            "latency_p50_ms": round(statistics.median(seq_lat) * 1000, 1),
+            "latency_p95_ms": round(percentile(seq_lat, 0.95) * 1000, 1),
+            "documents_per_s": round(args.requests / seq_time, 3),
+        },
+        f"{args.clients}_clients": {
+            "latency_p50_ms": round(statistics.median(conc_lat) * 1000, 1),
+            "latency_p95_ms": round(percentile(conc_lat, 0.95) * 1000, 1),
+            "documents_per_s": round(args.requests / conc_time, 3),
+        },
+        "throughput_ratio": round((args.requests / conc_time) / (args.requests / seq_time), 3),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "service.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
