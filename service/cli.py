@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,7 +105,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     overrides = {"model_dir": args.model} if args.model else {}
     settings = Settings(**overrides)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    # One JSON line per request from our own logger; uvicorn's access log would repeat it.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    service_log = logging.getLogger("stance")
+    service_log.addHandler(handler)
+    service_log.setLevel(logging.INFO)
+    service_log.propagate = False
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
 
 
