@@ -87,13 +87,34 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_file, format_report
+    from training.data import load_file
+    from training.evaluate import compare, evaluate_data, format_delta, format_report
 
-    report = evaluate_file(_load_predictor(args.model), args.data, args.format)
+    models = args.model or [None]
+    if len(models) > 2:
+        raise InvalidInputError("--model may be given at most twice")
+    data = load_file(args.data, args.format)
+    errors: list[dict] | None = [] if args.errors else None
+    reports = []
+    for i, folder in enumerate(models):
+        predictor = _load_predictor(folder)
+        reports.append(evaluate_data(predictor, data, errors if i == len(models) - 1 else None))
+    if args.errors:
+        with open(args.errors, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in errors or [])
+    if len(reports) == 1:
+        text = "\n\n".join(format_report(h, r) for h, r in reports[0].items() if r is not None)
+        print(json.dumps(reports[0], indent=2) if args.json else text)
+        return 0
+    delta = compare(reports[0], reports[1])
     if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print("\n\n".join(format_report(head, r) for head, r in report.items() if r is not None))
+        print(json.dumps({"models": models, "reports": reports, "delta": delta}, indent=2))
+        return 0
+    blocks = []
+    for folder, report in zip(models, reports, strict=True):
+        blocks.append(f"== {folder}\n" + "\n\n".join(format_report(h, r) for h, r in report.items() if r is not None))
+    blocks.append("\n\n".join(format_delta(h, d) for h, d in delta.items() if d is not None))
+    print("\n\n".join(blocks))
     return 0
 
 
@@ -142,6 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         fmt=args.format,
         label_map=_label_map(args.label_map),
         sentiment_per_epoch=args.sentiment_per_epoch,
+        skip_invalid=args.skip_invalid,
     )
     start = getattr(args, "from")
     metrics = train_model(
@@ -152,6 +174,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             {
                 "out": str(args.out),
                 "best_epoch": metrics["best_epoch"],
+                "skipped_rows": metrics["skipped_rows"],
                 "dev": {k: {h: v[h]["macro_f1"] for h in v} for k, v in metrics["dev"].items()},
             },
             indent=2,
@@ -181,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a model on labelled data")
     p.add_argument("--data", required=True, help="NewsMTSC JSONL, or the labelled JSONL/CSV format")
-    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv"])
-    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet"])
+    p.add_argument("--model", action="append", help="model folder (default: the shipped model); twice to compare two models")
+    p.add_argument("--errors", help="write the misclassified items (of the last model) to this JSONL file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -190,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", required=True, help="labelled file (repeatable)")
     p.add_argument("--dev", action="append", help="dev file (repeatable); default: a stratified 10%% hold-out")
     p.add_argument("--sentiment-corpus", action="append", help="extra sentence-sentiment corpus: SST-2 TSV or TweetEval JSONL")
-    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv"])
+    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet"])
     p.add_argument("--from", default="default", help="default (the shipped model), base (fresh heads), or a model folder")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--epochs", type=int, default=3)
@@ -205,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--label-map", help="map your label names onto ours: oppose=against,support=favor")
+    p.add_argument("--skip-invalid", action="store_true", help="skip bad rows (and report how many) instead of stopping")
     p.add_argument("--name", default="actor-stance")
     p.add_argument("--model-version", default="0.1.0")
     p.set_defaults(func=cmd_train)

@@ -18,7 +18,8 @@ from model.errors import DataFormatError
 from model.labels import NEWSMTSC_POLARITY_TO_STANCE, SENTIMENT_LABELS, STANCE_LABELS
 from model.predictor import PairInput
 
-FORMATS = ("auto", "newsmtsc", "jsonl", "csv")
+FORMATS = ("auto", "newsmtsc", "jsonl", "csv", "parquet")
+_BUILDERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}
 _PRONOUN = re.compile(r"^(he|she|him|her|his|hers|they|them|their|theirs|it|its|we|us|our|i|me|my|you|your)$", re.I)
 
 
@@ -38,10 +39,12 @@ class SentimentExample:
 class LabelledData:
     stance: list[StanceExample] = field(default_factory=list)
     sentiment: list[SentimentExample] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def extend(self, other: LabelledData) -> None:
         self.stance += other.stance
         self.sentiment += other.sentiment
+        self.skipped += other.skipped
 
 
 def _rows(path: Path, builder: str) -> Iterable[tuple[int, dict[str, Any]]]:
@@ -52,30 +55,56 @@ def _rows(path: Path, builder: str) -> Iterable[tuple[int, dict[str, Any]]]:
         raise DataFormatError(str(path), None, "file not found")
     if path.stat().st_size == 0:
         raise DataFormatError(str(path), None, "file is empty")
+    if builder != "parquet":
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(str(path), raw.count(b"\n", 0, exc.start) + 1, f"invalid UTF-8 at byte {exc.start}") from exc
     datasets.disable_progress_bars()
     try:
         table = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps parser errors in several types
         raise DataFormatError(str(path), None, f"cannot parse as {builder}: {exc}") from exc
     first_line = 2 if builder == "csv" else 1
+    if len(table) == 0:
+        raise DataFormatError(str(path), None, "file has no rows")
+    columns = set(table.column_names)
+    if builder != "json" or "sentence_normalized" not in columns:
+        _check_columns(path, columns)
     for i, row in enumerate(table):
         yield i + first_line, row
 
 
+def _check_columns(path: Path, columns: set[str]) -> None:
+    if "text" not in columns:
+        raise DataFormatError(str(path), None, f"missing column 'text' (columns: {sorted(columns)})")
+    if not columns & {"stance", "sentiment", "relation"}:
+        raise DataFormatError(str(path), None, "missing label column: need 'stance' or 'sentiment'")
+    if "stance" in columns and "actor" not in columns:
+        raise DataFormatError(str(path), None, "missing column 'actor' (needed with 'stance')")
+
+
 def detect_format(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
+    if suffix in (".csv", ".parquet"):
+        return suffix[1:]
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open("rb") as handle:
             first = handle.readline()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFormatError(str(path), 1, f"cannot read: {exc}") from exc
-    return "newsmtsc" if '"sentence_normalized"' in first else "jsonl"
+    except OSError as exc:
+        raise DataFormatError(str(path), None, f"cannot read: {exc}") from exc
+    return "newsmtsc" if b'"sentence_normalized"' in first else "jsonl"
 
 
-def load_file(path: str | Path, fmt: str = "auto", label_map: dict[str, str] | None = None) -> LabelledData:
-    """Load one labelled file in NewsMTSC or the project's JSONL/CSV format; `label_map` renames labels."""
+def load_file(
+    path: str | Path, fmt: str = "auto", label_map: dict[str, str] | None = None, skip_invalid: bool = False
+) -> LabelledData:
+    """Load one labelled file: NewsMTSC, or the project's JSONL/CSV/Parquet format.
+
+    `label_map` renames the file's labels to ours; with `skip_invalid` bad rows are skipped
+    and listed in `skipped` instead of stopping the load.
+    """
     path = Path(path)
     if fmt not in FORMATS:
         raise DataFormatError(str(path), None, f"unknown format {fmt!r}; use one of {FORMATS}")
@@ -85,7 +114,7 @@ def load_file(path: str | Path, fmt: str = "auto", label_map: dict[str, str] | N
         fmt = detect_format(path)
     if fmt == "newsmtsc":
         return load_newsmtsc(path)
-    return load_labelled(path, "csv" if fmt == "csv" else "json", label_map)
+    return load_labelled(path, _BUILDERS[fmt], label_map, skip_invalid)
 
 
 def load_newsmtsc(path: Path) -> LabelledData:
@@ -172,10 +201,15 @@ def parse_row(row: dict[str, Any], path: Path, line: int, label_map: dict[str, s
     return out
 
 
-def load_labelled(path: Path, builder: str, label_map: dict[str, str] | None = None) -> LabelledData:
+def load_labelled(path: Path, builder: str, label_map: dict[str, str] | None = None, skip_invalid: bool = False) -> LabelledData:
     data = LabelledData()
     for line, row in _rows(path, builder):
-        data.extend(parse_row(row, path, line, label_map))
+        try:
+            data.extend(parse_row(row, path, line, label_map))
+        except DataFormatError as exc:
+            if not skip_invalid:
+                raise
+            data.skipped.append(str(exc))
     return data
 
 

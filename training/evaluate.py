@@ -1,25 +1,69 @@
-"""Evaluate a model on labelled data: one report per head, in the shape `stance evaluate --json` prints."""
+"""Evaluate models on labelled data: one report per head, in the shape `stance evaluate --json` prints."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from model.predictor import StancePredictor
 from training.data import LabelledData, load_file
 from training.trainer import evaluate_sentiment, evaluate_stance
 
 
-def evaluate_data(predictor: StancePredictor, data: LabelledData) -> dict[str, Any]:
-    """{"stance": report | None, "sentiment": report | None}."""
-    return {
-        "stance": evaluate_stance(predictor, data.stance)[0] if data.stance else None,
-        "sentiment": evaluate_sentiment(predictor, data.sentiment)[0] if data.sentiment else None,
-    }
+def evaluate_data(predictor: StancePredictor, data: LabelledData, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """{"stance": report | None, "sentiment": report | None}; misclassified items are appended to `errors`."""
+    out: dict[str, Any] = {"stance": None, "sentiment": None}
+    heads = (
+        ("stance", data.stance, evaluate_stance, predictor.config.stance_labels),
+        ("sentiment", data.sentiment, evaluate_sentiment, predictor.config.sentiment_labels),
+    )
+    for head, examples, evaluate, labels in heads:
+        if not examples:
+            continue
+        report, logits, gold = evaluate(predictor, examples)
+        out[head] = report
+        if errors is not None:
+            probs = torch.softmax(logits / predictor.config.temperature[head], dim=-1)
+            for example, row, g in zip(examples, probs.tolist(), gold.tolist(), strict=True):
+                predicted = max(range(len(labels)), key=lambda i: row[i])
+                if predicted != g:
+                    item = {"head": head, "text": example.pair.text if head == "stance" else example.text}
+                    if head == "stance":
+                        item |= {"actor": example.pair.actor, "mentions": [list(m) for m in example.pair.mentions]}
+                    item |= {
+                        "gold": labels[g],
+                        "predicted": labels[predicted],
+                        "scores": dict(zip(labels, (round(p, 4) for p in row), strict=True)),
+                    }
+                    errors.append(item)
+    return out
 
 
-def evaluate_file(predictor: StancePredictor, path: str | Path, fmt: str = "auto") -> dict[str, Any]:
-    return evaluate_data(predictor, load_file(path, fmt))
+def evaluate_file(
+    predictor: StancePredictor, path: str | Path, fmt: str = "auto", errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return evaluate_data(predictor, load_file(path, fmt), errors)
+
+
+def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Deltas (second − first) of macro-F1, accuracy and per-class precision/recall/F1, per head."""
+    delta: dict[str, Any] = {}
+    for head in ("stance", "sentiment"):
+        a, b = first.get(head), second.get(head)
+        if a is None or b is None:
+            delta[head] = None
+            continue
+        delta[head] = {
+            "macro_f1": round(b["macro_f1"] - a["macro_f1"], 4),
+            "accuracy": round(b["accuracy"] - a["accuracy"], 4),
+            "per_class": {
+                label: {k: round(b["per_class"][label][k] - a["per_class"][label][k], 4) for k in ("precision", "recall", "f1")}
+                for label in a["labels"]
+            },
+        }
+    return delta
 
 
 def format_report(name: str, report: dict[str, Any]) -> str:
@@ -33,4 +77,11 @@ def format_report(name: str, report: dict[str, Any]) -> str:
     lines.append("  confusion (rows gold, columns predicted): " + " ".join(f"{lab:>8}" for lab in labels))
     for label, row in zip(labels, report["confusion"], strict=True):
         lines.append(f"  {label:>41} " + " ".join(f"{v:>8}" for v in row))
+    return "\n".join(lines)
+
+
+def format_delta(head: str, delta: dict[str, Any]) -> str:
+    lines = [f"{head} delta (second − first): macro-F1 {delta['macro_f1']:+.4f}  accuracy {delta['accuracy']:+.4f}"]
+    for label, d in delta["per_class"].items():
+        lines.append(f"  {label:<10} precision {d['precision']:+.4f}  recall {d['recall']:+.4f}  f1 {d['f1']:+.4f}")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import torch
 
 from model.errors import DataFormatError
 from model.io import sha256_file
+from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.predictor import ModelConfig, StancePredictor
 from training.config import TrainConfig
 from training.data import LabelledData, load_file, load_sst2, load_tweeteval
@@ -34,6 +35,7 @@ class DataSpec:
     label_map: dict[str, str] | None = None
     sentiment_per_epoch: int | None = None
     sst2_limit: int | None = 20000
+    skip_invalid: bool = False
 
 
 def load_sentiment_corpus(path: Path, sst2_limit: int | None, seed: int) -> tuple[LabelledData, LabelledData]:
@@ -64,6 +66,15 @@ def stratified_split(data: LabelledData, fraction: float, seed: int) -> tuple[La
             getattr(dev, kind).extend(items[:k])
             getattr(train, kind).extend(items[k:])
     return train, dev
+
+
+def check_dev_classes(path: str, data: LabelledData) -> None:
+    """A dev set must have every class of each head it labels, or its macro-F1 means little."""
+    for kind, labels in (("stance", STANCE_LABELS), ("sentiment", SENTIMENT_LABELS)):
+        present = {e.label for e in getattr(data, kind)}
+        missing = [label for label in labels if present and label not in present]
+        if missing:
+            raise DataFormatError(path, None, f"dev set has no {kind} rows labelled {missing}; every class needs at least one")
 
 
 def _versions() -> dict[str, str]:
@@ -113,10 +124,14 @@ def train_model(
     train_data, dev_data = LabelledData(), LabelledData()
     dev_sets: dict[str, LabelledData] = {}
     for path in spec.train:
-        train_data.extend(load_file(path, spec.fmt, spec.label_map))
+        train_data.extend(load_file(path, spec.fmt, spec.label_map, spec.skip_invalid))
     for path in spec.dev:
-        dev_sets[path] = load_file(path, spec.fmt)
+        dev_sets[path] = load_file(path, spec.fmt, spec.label_map, spec.skip_invalid)
+        check_dev_classes(path, dev_sets[path])
         dev_data.extend(dev_sets[path])
+        train_data.skipped += dev_sets[path].skipped
+    if train_data.skipped:
+        log(f"skipped {len(train_data.skipped)} invalid rows; first: {train_data.skipped[0]}")
     for path in spec.sentiment_corpora:
         corpus_train, corpus_dev = load_sentiment_corpus(Path(path), spec.sst2_limit, config.seed)
         train_data.extend(corpus_train)
@@ -126,7 +141,9 @@ def train_model(
     if not train_data.stance and not train_data.sentiment:
         raise DataFormatError(", ".join(spec.train), None, "no training rows")
     if not spec.dev:
+        skipped = train_data.skipped
         train_data, held_out = stratified_split(train_data, 0.1, config.seed)
+        train_data.skipped = skipped
         dev_data.extend(held_out)
         dev_sets["held-out 10% of the training data"] = held_out
     log(
@@ -137,7 +154,12 @@ def train_model(
     result = train(predictor, train_data, dev_data, config, spec.sentiment_per_epoch, log)
     _round_to_fp16(predictor)
 
-    metrics: dict[str, Any] = {"best_epoch": result.best_epoch, "history": result.history, "dev": {}}
+    metrics: dict[str, Any] = {
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "dev": {},
+        "skipped_rows": len(train_data.skipped),
+    }
     for head, examples, evaluate in (
         ("stance", dev_data.stance, evaluate_stance),
         ("sentiment", dev_data.sentiment, evaluate_sentiment),
@@ -175,5 +197,54 @@ def train_model(
         },
         "versions": _versions(),
     }
-    predictor.save(out, extra={"metrics.json": metrics, "training.json": training_record})
+    card = model_card(predictor.config, training_record, metrics)
+    predictor.save(out, extra={"metrics.json": metrics, "training.json": training_record, "README.md": card})
     return metrics
+
+
+# Licences of the public data sets this project knows, by the folder name under ../shared/data.
+KNOWN_LICENCES = {
+    "newsmtsc": "MIT (NewsMTSC, Hamborg & Donnay 2021)",
+    "tweeteval_sentiment": "TweetEval / SemEval-2017 4A; Twitter terms apply",
+    "sst2": "SST-2 (Socher et al. 2013), research use",
+    "directed_sentiment_news": "Park et al. 2021; cite the paper",
+    "covid19_stance": "Glandt et al. 2021; no licence stated, research use",
+}
+
+
+def _licence(path: str) -> str:
+    return next(
+        (text for folder, text in KNOWN_LICENCES.items() if f"/{folder}/" in path.replace("\\", "/")), "supplied by the user"
+    )
+
+
+def model_card(config: ModelConfig, record: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """A short README.md for the model folder: base model, data with licences, metrics, the command."""
+    base = config.base_model or {}
+    lines = [
+        f"# {config.name} {config.version}",
+        "",
+        "Stance toward named actors (support / oppose / neutral) and sentence sentiment, made by actor-stance.",
+        "",
+        f"- Base encoder: {base.get('name', 'none (trained from a custom encoder)')}"
+        + (f" ({base.get('license')}, sha256 {base.get('sha256', '')[:12]}…)" if base else ""),
+        f"- Input format: {config.input_format}, window {config.max_length} tokens",
+        f"- Temperatures: stance {config.temperature['stance']}, sentiment {config.temperature['sentiment']}",
+        "",
+        "## Training data",
+        "",
+        "| file | role | licence | sha256 |",
+        "|---|---|---|---|",
+    ]
+    data = record["data"]
+    for role in ("train", "dev", "sentiment_corpora"):
+        for path in data[role]:
+            lines.append(f"| `{path}` | {role} | {_licence(path)} | `{data['sha256'][path][:16]}…` |")
+    lines += ["", "## Metrics (dev)", "", "| data | head | macro-F1 | accuracy | n |", "|---|---|---|---|---|"]
+    for name, heads in metrics["dev"].items():
+        for head, report in heads.items():
+            lines.append(f"| `{name}` | {head} | {report['macro_f1']:.4f} | {report['accuracy']:.4f} | {report['n']} |")
+    for head, cal in metrics.get("calibration", {}).items():
+        lines.append(f"\nCalibration ({head}): temperature {cal['temperature']}, ECE {cal['ece_before']} → {cal['ece_after']}.")
+    lines += ["", "## Reproduce", "", "```", " ".join(record["command"]), "```", ""]
+    return "\n".join(lines)

@@ -83,3 +83,22 @@ def test_train_rejects_bad_settings(capsys):
 def test_train_rejects_bad_label_maps(capsys, value):
     code, _, err = run(capsys, "train", "--data", str(EXAMPLES / "labelled.jsonl"), "--out", "x", "--label-map", value)
     assert code == 2 and err == f"error: --label-map entry {value!r} is not ours=theirs\n"
+
+
+def test_evaluate_compares_two_models_and_writes_errors(capsys, tiny_model_dir, tmp_path):
+    errors = tmp_path / "errors.jsonl"
+    data = str(EXAMPLES / "labelled.jsonl")
+    args = ["evaluate", "--data", data, "--model", str(tiny_model_dir), "--model", str(tiny_model_dir)]
+    code, out, _ = run(capsys, *args, "--json", "--errors", str(errors))
+    assert code == 0
+    report = json.loads(out)
+    assert report["models"] == [str(tiny_model_dir)] * 2
+    assert report["delta"]["stance"]["macro_f1"] == 0.0
+    assert set(report["delta"]["stance"]["per_class"]) == {"support", "oppose", "neutral"}
+    rows = [json.loads(line) for line in errors.read_text().splitlines()]
+    wrong = report["reports"][1]["stance"]["n"] - round(report["reports"][1]["stance"]["accuracy"] * 9)
+    assert sum(r["head"] == "stance" for r in rows) == wrong
+    for row in rows:
+        assert row["gold"] != row["predicted"] and set(row["scores"]) and row["text"]
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and "stance delta (second − first): macro-F1 +0.0000" in out

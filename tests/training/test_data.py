@@ -38,7 +38,7 @@ def test_labelled_csv_matches_the_jsonl():
             "field 'stance': unknown label 'favour'; expected one of ['support', 'oppose', 'neutral']",
         ),
         ('{"text": "", "sentiment": "positive"}', "field 'text' is missing or empty"),
-        ('{"text": "A b.", "stance": "support"}', "field 'actor' is missing or empty for a stance row"),
+        ('{"text": "A b.", "actor": " ", "stance": "support"}', "field 'actor' is missing or empty for a stance row"),
         (
             '{"text": "A b.", "actor": "A", "start": 0, "end": 40, "stance": "support"}',
             "fields 'start'/'end' (0, 40) are outside the text",

@@ -18,7 +18,14 @@ def test_tiny_training_writes_a_self_describing_folder(tiny_model_dir, tmp_path)
     metrics = train_model(
         spec, config, out, start=str(tiny_model_dir), name="tiny-trained", version="9.9.9", command=["stance", "train"]
     )
-    assert {p.name for p in out.iterdir()} == {"config.json", "weights.safetensors", "tokenizer", "metrics.json", "training.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "config.json",
+        "weights.safetensors",
+        "tokenizer",
+        "metrics.json",
+        "training.json",
+        "README.md",
+    }
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     dev = saved["dev"][str(EXAMPLES / "labelled.csv")]
@@ -29,6 +36,8 @@ def test_tiny_training_writes_a_self_describing_folder(tiny_model_dir, tmp_path)
     assert record["command"] == ["stance", "train"]
     assert set(record["data"]["sha256"]) == {str(EXAMPLES / "labelled.jsonl"), str(EXAMPLES / "labelled.csv")}
     assert record["config"]["epochs"] == 1
+    card = (out / "README.md").read_text()
+    assert "# tiny-trained 9.9.9" in card and "labelled.jsonl` | train | supplied by the user" in card
     loaded = StancePredictor.load(out)
     assert loaded.config.name == "tiny-trained" and loaded.config.version == "9.9.9"
     assert loaded.config.temperature["stance"] == saved["calibration"]["stance"]["temperature"]

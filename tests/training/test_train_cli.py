@@ -1,0 +1,111 @@
+"""`stance train` on bad input: a clear error naming file, line and field, exit code 2, and no model written."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "training" / "examples"
+GOOD = '{"text": "Acme Corp grew.", "actor": "Acme Corp", "stance": "support", "sentiment": "positive"}\n'
+
+
+def train(capsys, tiny_model_dir, out: Path, *args: str) -> tuple[int, str]:
+    code = main(["train", "--from", str(tiny_model_dir), "--out", str(out), "--epochs", "1", "--batch-size", "4", *args])
+    return code, capsys.readouterr().err
+
+
+CASES = [
+    ("empty.jsonl", b"", "{p}: file is empty"),
+    ("nocols.csv", b"words,label\nhello,positive\n", "{p}: missing column 'text' (columns: ['label', 'words'])"),
+    (
+        "label.jsonl",
+        GOOD.encode() + b'{"text": "A b.", "actor": "A", "stance": "against"}\n',
+        "{p}:2: field 'stance': unknown label 'against'; expected one of ['support', 'oppose', 'neutral']",
+    ),
+    (
+        "offsets.jsonl",
+        GOOD.encode() + b'{"text": "A b.", "actor": "A", "start": 2, "end": 9, "stance": "support"}\n',
+        "{p}:2: fields 'start'/'end' (2, 9) are outside the text",
+    ),
+    (
+        "mention.jsonl",
+        GOOD.encode() + b'{"text": "A b.", "actor": "A", "start": 0, "end": 1, "mention": "b", "stance": "support"}\n',
+        "{p}:2: field 'mention' 'b' does not match text[0:1]",
+    ),
+    ("utf8.jsonl", GOOD.encode() + b'{"text": "caf\xe9", "sentiment": "neutral"}\n', "{p}:2: invalid UTF-8 at byte 109"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_training_files(capsys, tiny_model_dir, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    out = tmp_path / "model"
+    code, err = train(capsys, tiny_model_dir, out, "--data", str(path))
+    assert code == 2
+    assert err == f"error: {message.format(p=path)}\n"
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]
+
+
+def test_missing_file(capsys, tiny_model_dir, tmp_path):
+    code, err = train(capsys, tiny_model_dir, tmp_path / "m", "--data", str(tmp_path / "nope.jsonl"))
+    assert (code, err) == (2, f"error: {tmp_path / 'nope.jsonl'}: file not found\n")
+
+
+def test_dev_set_missing_a_class(capsys, tiny_model_dir, tmp_path):
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(GOOD + GOOD.replace('"support"', '"oppose"'), encoding="utf-8")
+    code, err = train(capsys, tiny_model_dir, tmp_path / "m", "--data", str(EXAMPLES / "labelled.jsonl"), "--dev", str(dev))
+    assert code == 2
+    assert err == f"error: {dev}: dev set has no stance rows labelled ['neutral']; every class needs at least one\n"
+    assert not (tmp_path / "m").exists()
+
+
+def test_skip_invalid_reports_skipped_rows(capsys, tiny_model_dir, tmp_path):
+    data = tmp_path / "mixed.jsonl"
+    data.write_text(
+        (EXAMPLES / "labelled.jsonl").read_text() + '{"text": "A b.", "actor": "A", "stance": "meh"}\n', encoding="utf-8"
+    )
+    out = tmp_path / "m"
+    code = main(
+        ["train", "--from", str(tiny_model_dir), "--out", str(out), "--epochs", "1", "--data", str(data), "--skip-invalid"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0
+    assert json.loads(captured.out)["skipped_rows"] == 1
+    assert "skipped 1 invalid rows; first: " in captured.err
+    assert json.loads((out / "metrics.json").read_text())["skipped_rows"] == 1
+
+
+def test_label_map_and_parquet(capsys, tiny_model_dir, tmp_path):
+    import datasets
+
+    rows = [
+        {"text": f"Acme Corp {w}.", "actor": "Acme Corp", "stance": s}
+        for w, s in [("grew", "favor"), ("lied", "against"), ("met", "none")] * 4
+    ]
+    path = tmp_path / "mine.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    out = tmp_path / "m"
+    code = main(
+        [
+            "train",
+            "--from",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--data",
+            str(path),
+            "--label-map",
+            "support=favor,oppose=against,neutral=none",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "training.json").read_text())
+    assert record["data"]["label_map"] == {"favor": "support", "against": "oppose", "none": "neutral"}
+    assert json.loads((out / "metrics.json").read_text())["dev"]["held-out 10% of the training data"]["stance"]["n"] == 3
