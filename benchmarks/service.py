@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import article  # noqa: E402
+from synthetic import article
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,7 +38,7 @@ def free_port() -> int:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def run_clients(url: str, text: str, clients: int, total: int) -> tuple[float, list[float]]:

@@ -41,5 +41,6 @@ class DataFormatError(InvalidInputError):
     def __init__(self, path: str, line: int | None, message: str) -> None:
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {message}")
+        self.detail = message
         self.path = path
         self.line = line

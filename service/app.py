@@ -22,10 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.actors import ActorSpec
-from model.errors import InputTooLargeError, InvalidInputError, ModelLoadError, ModelNotReadyError, StanceError
+from model.errors import DataFormatError, InputTooLargeError, InvalidInputError, ModelLoadError, ModelNotReadyError, StanceError
 from model.io import read_json
 from model.predictor import DocumentInput, StancePredictor
 from service.batching import MicroBatcher
+from service.feedback import FeedbackStore
 from service.metrics import Metrics
 from service.schemas import (
     BatchDocument,
@@ -34,10 +35,13 @@ from service.schemas import (
     ClassifyRequest,
     ClassifyResponse,
     ErrorOut,
+    FeedbackOut,
+    FeedbackRequest,
     ReloadRequest,
     Status,
 )
 from service.settings import Settings
+from training.data import parse_row
 
 log = logging.getLogger("stance.service")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -125,6 +129,7 @@ class State:
         self.predictor: StancePredictor | None = None
         self.model_dir: Path = settings.model_dir
         self.error: str | None = None
+        self.feedback: FeedbackStore | None = None
 
 
 def load_predictor(folder: Path, threads: int) -> StancePredictor:
@@ -164,6 +169,8 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
         if loading is not None:
             await loading
         await batcher.stop()
+        if state.feedback is not None:
+            state.feedback.close()
 
     app = FastAPI(
         title="actor-stance",
@@ -316,9 +323,12 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def require_admin(request: Request) -> None:
+    def require_key(request: Request, admin: bool) -> None:
+        """Admin routes are off (404) without a configured key; other protected routes are then open."""
         if settings.api_key is None:
-            raise StarletteHTTPException(404, "Not Found")
+            if admin:
+                raise StarletteHTTPException(404, "Not Found")
+            return
         given = request.headers.get("authorization", "")
         expected = f"Bearer {settings.api_key.get_secret_value()}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -326,7 +336,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
 
     @app.post("/admin/reload", responses=ERRORS, summary="load another model folder, or re-read the configured one")
     async def reload(request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
-        require_admin(request)
+        require_key(request, admin=True)
         folder = Path(body.model_dir) if body and body.model_dir else state.model_dir
         loaded = await asyncio.to_thread(load_predictor, folder, 0)
         state.predictor, state.model_dir, state.error = loaded, folder, None
@@ -336,5 +346,20 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
             "model": {"name": loaded.config.name, "version": loaded.config.version},
             "model_dir": str(folder),
         }
+
+    @app.post("/feedback", status_code=201, response_model=FeedbackOut, responses=ERRORS, summary="store a correction")
+    async def feedback(body: FeedbackRequest, request: Request, response: Response) -> dict[str, Any]:
+        require_key(request, admin=False)
+        row = body.model_dump()
+        try:
+            parse_row(row, Path("feedback"), 0)
+        except DataFormatError as exc:
+            raise InvalidInputError(exc.detail) from exc
+        if state.feedback is None:
+            state.feedback = await asyncio.to_thread(FeedbackStore, settings.feedback_db)
+        row_id, stored = await asyncio.to_thread(state.feedback.add, row)
+        if not stored:
+            response.status_code = 200
+        return {"id": row_id, "stored": stored}
 
     return app

@@ -156,8 +156,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from exc
+    data = list(args.data or [])
+    if args.feedback_db:
+        from service.feedback import FeedbackStore
+
+        if not Path(args.feedback_db).is_file():
+            raise InvalidInputError(f"{args.feedback_db}: feedback database not found")
+        exported = Path(args.out).parent / f".{Path(args.out).name}.feedback.jsonl"
+        FeedbackStore(args.feedback_db).export(exported)
+        data.append(str(exported))
+    if not data:
+        raise InvalidInputError("give --data FILE or --feedback-db PATH")
     spec = DataSpec(
-        train=args.data,
+        train=data,
         dev=args.dev or (),
         sentiment_corpora=args.sentiment_corpus or (),
         fmt=args.format,
@@ -166,9 +177,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         skip_invalid=args.skip_invalid,
     )
     start = getattr(args, "from")
-    metrics = train_model(
-        spec, config, args.out, start=start, name=args.name, version=args.model_version, command=["stance", *sys.argv[1:]]
-    )
+    try:
+        metrics = train_model(
+            spec, config, args.out, start=start, name=args.name, version=args.model_version, command=["stance", *args.argv]
+        )
+    finally:
+        if args.feedback_db:
+            Path(data[-1]).unlink(missing_ok=True)
     print(
         json.dumps(
             {
@@ -180,6 +195,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    return 0
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    from service.feedback import FeedbackStore
+
+    if not Path(args.db).is_file():
+        raise InvalidInputError(f"{args.db}: feedback database not found")
+    count = FeedbackStore(args.db).export(args.out)
+    print(f"wrote {count} rows to {args.out}")
     return 0
 
 
@@ -211,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="fine-tune a model on labelled data")
-    p.add_argument("--data", action="append", required=True, help="labelled file (repeatable)")
+    p.add_argument("--data", action="append", help="labelled file (repeatable)")
     p.add_argument("--dev", action="append", help="dev file (repeatable); default: a stratified 10%% hold-out")
     p.add_argument("--sentiment-corpus", action="append", help="extra sentence-sentiment corpus: SST-2 TSV or TweetEval JSONL")
     p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet"])
@@ -232,13 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="skip bad rows (and report how many) instead of stopping")
     p.add_argument("--name", default="actor-stance")
     p.add_argument("--model-version", default="0.1.0")
+    p.add_argument("--feedback-db", help="also train on the rows stored by POST /feedback in this SQLite file")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("feedback", help="work with corrections stored by POST /feedback")
+    feedback = p.add_subparsers(dest="feedback_command", required=True)
+    p = feedback.add_parser("export", help="write the stored rows in the labelled JSONL format")
+    p.add_argument("--db", default="stance-feedback.sqlite3", help="the service's STANCE_FEEDBACK_DB")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_feedback_export)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         return args.func(args)
     except DataFormatError as exc:

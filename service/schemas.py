@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -175,3 +175,36 @@ class ReloadRequest(BaseModel):
 
 class Status(BaseModel):
     status: str
+
+
+class FeedbackRequest(BaseModel):
+    """A correction in the labelled format: a stance label needs an actor; offsets are optional."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "text": "The senator praised Acme Corp for its generosity.",
+                    "actor": "Acme Corp",
+                    "start": 20,
+                    "end": 29,
+                    "stance": "support",
+                    "source": "desk-review",
+                },
+                {"text": "Markets slumped on Friday.", "sentiment": "negative"},
+            ]
+        },
+    )
+    text: str = Field(min_length=1, max_length=100_000)
+    actor: str | None = Field(None, max_length=200)
+    start: int | None = Field(None, ge=0)
+    end: int | None = Field(None, ge=0)
+    stance: Literal["support", "oppose", "neutral"] | None = None
+    sentiment: Literal["positive", "negative", "neutral"] | None = None
+    source: str | None = Field(None, max_length=200)
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    stored: bool = Field(description="false when an identical row was already stored")
