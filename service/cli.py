@@ -198,6 +198,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from model import default_model_path
+    from service.batch_score import ScoreOptions, run
+
+    if args.engine != "local":
+        raise InvalidInputError("--engine ray is not available in this version; use --engine local")
+    options = ScoreOptions(
+        inputs=tuple(args.inputs),
+        out=args.out,
+        fmt=args.format,
+        granularity=args.granularity,
+        workers=args.workers,
+        chunk_size=args.batch_size,
+        id_field=args.id_field,
+        text_field=args.text_field,
+        actors_file=args.actors_file,
+        force=args.force,
+    )
+    model_dir = Path(args.model) if args.model else default_model_path()
+    summary = run(options, model_dir)
+    print(
+        f"documents {summary['documents']}  sentences {summary['sentences']}  pairs {summary['pairs']}  "
+        f"failures {summary['failures']}  elapsed {summary['elapsed_seconds']}s"
+        + (f"  (resumed after {summary['resumed_documents']} documents)" if summary["resumed_documents"] else "")
+    )
+    return 0
+
+
 def cmd_feedback_export(args: argparse.Namespace) -> int:
     from service.feedback import FeedbackStore
 
@@ -229,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a model on labelled data")
     p.add_argument("--data", required=True, help="NewsMTSC JSONL, or the labelled JSONL/CSV format")
-    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet"])
+    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet", "directed"])
     p.add_argument("--model", action="append", help="model folder (default: the shipped model); twice to compare two models")
     p.add_argument("--errors", help="write the misclassified items (of the last model) to this JSONL file")
     p.add_argument("--json", action="store_true")
@@ -239,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", help="labelled file (repeatable)")
     p.add_argument("--dev", action="append", help="dev file (repeatable); default: a stratified 10%% hold-out")
     p.add_argument("--sentiment-corpus", action="append", help="extra sentence-sentiment corpus: SST-2 TSV or TweetEval JSONL")
-    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet"])
+    p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet", "directed"])
     p.add_argument("--from", default="default", help="default (the shipped model), base (fresh heads), or a model folder")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--epochs", type=int, default=3)
@@ -259,6 +287,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", default="0.1.0")
     p.add_argument("--feedback-db", help="also train on the rows stored by POST /feedback in this SQLite file")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="batch-score an archive into resumable part files")
+    p.add_argument("inputs", nargs="+", help="JSONL (.gz), CSV, Parquet, or a folder of .txt files (file name = id)")
+    p.add_argument("--out", required=True, help="output folder; failures go to OUT.errors.jsonl")
+    p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
+    p.add_argument("--granularity", default="pair", choices=["pair", "sentence", "document"])
+    p.add_argument("--workers", type=int, default=1, help="processes, each holding one predictor")
+    p.add_argument("--batch-size", type=int, default=64, help="documents per committed chunk")
+    p.add_argument("--id-field", default="id")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--actors-file", help='actors for the whole run, one "Name=alias1,alias2" per line')
+    p.add_argument("--engine", default="local", choices=["local", "ray"])
+    p.add_argument("--ray-address")
+    p.add_argument("--force", action="store_true", help="start over when the output was written with other settings")
+    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("feedback", help="work with corrections stored by POST /feedback")
     feedback = p.add_subparsers(dest="feedback_command", required=True)

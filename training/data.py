@@ -18,7 +18,7 @@ from model.errors import DataFormatError
 from model.labels import NEWSMTSC_POLARITY_TO_STANCE, SENTIMENT_LABELS, STANCE_LABELS
 from model.predictor import PairInput
 
-FORMATS = ("auto", "newsmtsc", "jsonl", "csv", "parquet")
+FORMATS = ("auto", "newsmtsc", "jsonl", "csv", "parquet", "directed")
 _BUILDERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}
 _PRONOUN = re.compile(r"^(he|she|him|her|his|hers|they|them|their|theirs|it|its|we|us|our|i|me|my|you|your)$", re.I)
 
@@ -89,6 +89,8 @@ def detect_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".parquet"):
         return suffix[1:]
+    if suffix in (".txt", ".tsv"):
+        return "directed"
     try:
         with path.open("rb") as handle:
             first = handle.readline()
@@ -114,6 +116,8 @@ def load_file(
         fmt = detect_format(path)
     if fmt == "newsmtsc":
         return load_newsmtsc(path)
+    if fmt == "directed":
+        return load_directed(path)
     return load_labelled(path, _BUILDERS[fmt], label_map, skip_invalid)
 
 
@@ -136,6 +140,53 @@ def load_newsmtsc(path: Path) -> LabelledData:
                 if not _PRONOUN.match(extra["mention"]) and text[extra["from"] : extra["to"]] == extra["mention"]:
                     mentions.append((extra["from"], extra["to"]))
             data.stance.append(StanceExample(PairInput(text, target["mention"], tuple(sorted(mentions))), label))
+    return data
+
+
+# Directed-sentiment labels: 0 neutral, 1 p→q positive, 2 q→p positive, 3 p→q negative, 4 q→p negative.
+# As stance toward the entity on the receiving end: praise is support, blame is oppose.
+_DIRECTED_TARGET = {"1": ("q", "support"), "2": ("p", "support"), "3": ("q", "oppose"), "4": ("p", "oppose")}
+_BRACKETED = re.compile(r"\[([^\[\]]+)\]")
+
+
+def unbracket(sentence: str) -> tuple[str, list[tuple[int, int]]]:
+    """Remove the [..] entity brackets; return the plain text and each bracketed span in it, in order."""
+    spans: list[tuple[int, int]] = []
+    out: list[str] = []
+    position = 0
+    length = 0
+    for match in _BRACKETED.finditer(sentence):
+        out.append(sentence[position : match.start()])
+        length += match.start() - position
+        spans.append((length, length + len(match.group(1))))
+        out.append(match.group(1))
+        length += len(match.group(1))
+        position = match.end()
+    out.append(sentence[position:])
+    return "".join(out), spans
+
+
+def load_directed(path: Path) -> LabelledData:
+    """Directed-sentiment TSV (sentence, p, q, label) as stance rows toward the praised or blamed entity.
+
+    Neutral rows (label 0) say nothing about the sentence's stance toward either entity and are left out.
+    """
+    data = LabelledData()
+    with path.open(encoding="utf-8") as handle:
+        for line, raw in enumerate(handle, start=1):
+            parts = raw.rstrip("\n").split("\t")
+            if len(parts) != 4:
+                raise DataFormatError(str(path), line, f"expected 4 tab-separated fields, found {len(parts)}")
+            sentence, p, q, label = parts
+            text, spans = unbracket(sentence)
+            names = {"p": p, "q": q}
+            target = _DIRECTED_TARGET.get(label.strip())
+            if target is None:
+                continue
+            side, stance = target
+            mentions = tuple(span for span in spans if text[span[0] : span[1]] == names[side])
+            if mentions:
+                data.stance.append(StanceExample(PairInput(text, names[side], mentions[:1]), stance))
     return data
 
 

@@ -83,3 +83,24 @@ def test_newsmtsc_targets(shared_data):
     for e in data.stance[:200]:
         start, end = e.pair.mentions[0]
         assert e.pair.text[start:end]
+
+
+def test_directed_sentiment_rows_become_stance_toward_the_receiving_entity(tmp_path):
+    from training.data import unbracket
+
+    assert unbracket("[Trump] praised [Kasich’]s plan.") == ("Trump praised Kasich’s plan.", [(0, 5), (14, 21)])
+    path = write(
+        tmp_path,
+        "directed.txt",
+        "[Trump] praised [Kasich].\tTrump\tKasich\t1\n"
+        "[Trump] was blamed by [Kasich].\tTrump\tKasich\t4\n"
+        "[Trump] met [Kasich].\tTrump\tKasich\t0\n",
+    )
+    data = load_file(path)
+    assert [(e.pair.actor, e.label, e.pair.mentions) for e in data.stance] == [
+        ("Kasich", "support", ((14, 20),)),
+        ("Trump", "oppose", ((0, 5),)),
+    ]
+    bad = write(tmp_path, "bad.txt", "only\ttwo\n")
+    with pytest.raises(DataFormatError, match=r"bad\.txt:1: expected 4 tab-separated fields, found 2"):
+        load_file(bad)
