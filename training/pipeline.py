@@ -110,6 +110,92 @@ def start_predictor(start: str, config: TrainConfig, name: str, version: str) ->
     return predictor
 
 
+def load_dev(spec: DataSpec, seed: int) -> tuple[LabelledData, dict[str, LabelledData]]:
+    """The dev files, plus the dev rows of sentiment corpora, merged and by name."""
+    dev_data = LabelledData()
+    dev_sets: dict[str, LabelledData] = {}
+    for path in spec.dev:
+        dev_sets[path] = load_file(path, spec.fmt, spec.label_map, spec.skip_invalid)
+        check_dev_classes(path, dev_sets[path])
+    for path in spec.sentiment_corpora:
+        corpus_dev = load_sentiment_corpus(Path(path), spec.sst2_limit, seed)[1]
+        if corpus_dev.sentiment:
+            dev_sets[f"{path} (dev rows)"] = corpus_dev
+    for data in dev_sets.values():
+        dev_data.extend(data)
+    return dev_data, dev_sets
+
+
+def load_training_data(
+    spec: DataSpec, seed: int, log: Log = _stderr
+) -> tuple[LabelledData, LabelledData, dict[str, LabelledData]]:
+    """(train, dev, dev sets by name) from a DataSpec; without dev files, a stratified 10% hold-out."""
+    train_data = LabelledData()
+    for path in spec.train:
+        train_data.extend(load_file(path, spec.fmt, spec.label_map, spec.skip_invalid))
+    dev_data, dev_sets = load_dev(spec, seed)
+    train_data.skipped += dev_data.skipped
+    if train_data.skipped:
+        log(f"skipped {len(train_data.skipped)} invalid rows; first: {train_data.skipped[0]}")
+    for path in spec.sentiment_corpora:
+        train_data.extend(load_sentiment_corpus(Path(path), spec.sst2_limit, seed)[0])
+    if not train_data.stance and not train_data.sentiment:
+        raise DataFormatError(", ".join(spec.train), None, "no training rows")
+    if not spec.dev:
+        skipped = train_data.skipped
+        train_data, held_out = stratified_split(train_data, 0.1, seed)
+        train_data.skipped = skipped
+        dev_data.extend(held_out)
+        dev_sets["held-out 10% of the training data"] = held_out
+    return train_data, dev_data, dev_sets
+
+
+def calibrate_and_measure(
+    predictor: StancePredictor, dev_data: LabelledData, dev_sets: dict[str, LabelledData], log: Log = _stderr
+) -> dict[str, Any]:
+    """Round to the stored precision, fit a temperature per head on dev, and report each dev set."""
+    _round_to_fp16(predictor)
+    metrics: dict[str, Any] = {"calibration": {}, "dev": {}}
+    for head, examples, evaluate in (
+        ("stance", dev_data.stance, evaluate_stance),
+        ("sentiment", dev_data.sentiment, evaluate_sentiment),
+    ):
+        if not examples:
+            continue
+        _, logits, gold = evaluate(predictor, examples)
+        temperature = fit_temperature(logits, gold)
+        predictor.config.temperature[head] = temperature
+        metrics["calibration"][head] = {
+            "temperature": temperature,
+            "ece_before": expected_calibration_error(torch.softmax(logits, -1), gold),
+            "ece_after": expected_calibration_error(torch.softmax(logits / temperature, -1), gold),
+            "n": len(gold),
+        }
+    for label, data in dev_sets.items():
+        entry = {k: v for k, v in evaluate_data(predictor, data).items() if v is not None}
+        metrics["dev"][label] = entry
+        log(f"{label}: " + ", ".join(f"{k} macro-F1 {v['macro_f1']:.4f}" for k, v in entry.items()))
+    return metrics
+
+
+def data_record(spec: DataSpec) -> dict[str, Any]:
+    return {
+        "train": list(spec.train),
+        "dev": list(spec.dev),
+        "sentiment_corpora": list(spec.sentiment_corpora),
+        "format": spec.fmt,
+        "label_map": spec.label_map,
+        "sentiment_per_epoch": spec.sentiment_per_epoch,
+        "sst2_limit": spec.sst2_limit,
+        "sha256": {p: sha256_file(p) for p in [*spec.train, *spec.dev, *spec.sentiment_corpora]},
+    }
+
+
+def save_model(predictor: StancePredictor, out: str | Path, metrics: dict[str, Any], record: dict[str, Any]) -> None:
+    card = model_card(predictor.config, record, metrics)
+    predictor.save(out, extra={"metrics.json": metrics, "training.json": record, "README.md": card})
+
+
 def train_model(
     spec: DataSpec,
     config: TrainConfig,
@@ -121,84 +207,27 @@ def train_model(
     log: Log = _stderr,
 ) -> dict[str, Any]:
     """Train, calibrate on dev, measure per dev file, and save the folder atomically. Returns metrics."""
-    train_data, dev_data = LabelledData(), LabelledData()
-    dev_sets: dict[str, LabelledData] = {}
-    for path in spec.train:
-        train_data.extend(load_file(path, spec.fmt, spec.label_map, spec.skip_invalid))
-    for path in spec.dev:
-        dev_sets[path] = load_file(path, spec.fmt, spec.label_map, spec.skip_invalid)
-        check_dev_classes(path, dev_sets[path])
-        dev_data.extend(dev_sets[path])
-        train_data.skipped += dev_sets[path].skipped
-    if train_data.skipped:
-        log(f"skipped {len(train_data.skipped)} invalid rows; first: {train_data.skipped[0]}")
-    for path in spec.sentiment_corpora:
-        corpus_train, corpus_dev = load_sentiment_corpus(Path(path), spec.sst2_limit, config.seed)
-        train_data.extend(corpus_train)
-        dev_data.extend(corpus_dev)
-        if corpus_dev.sentiment:
-            dev_sets[f"{path} (dev rows)"] = corpus_dev
-    if not train_data.stance and not train_data.sentiment:
-        raise DataFormatError(", ".join(spec.train), None, "no training rows")
-    if not spec.dev:
-        skipped = train_data.skipped
-        train_data, held_out = stratified_split(train_data, 0.1, config.seed)
-        train_data.skipped = skipped
-        dev_data.extend(held_out)
-        dev_sets["held-out 10% of the training data"] = held_out
+    train_data, dev_data, dev_sets = load_training_data(spec, config.seed, log)
     log(
         f"training on {len(train_data.stance)} stance pairs and {len(train_data.sentiment)} sentiment sentences; "
         f"dev {len(dev_data.stance)} / {len(dev_data.sentiment)}"
     )
     predictor = start_predictor(start, config, name, version)
     result = train(predictor, train_data, dev_data, config, spec.sentiment_per_epoch, log)
-    _round_to_fp16(predictor)
-
-    metrics: dict[str, Any] = {
+    metrics = {
         "best_epoch": result.best_epoch,
         "history": result.history,
-        "dev": {},
         "skipped_rows": len(train_data.skipped),
+        **calibrate_and_measure(predictor, dev_data, dev_sets, log),
     }
-    for head, examples, evaluate in (
-        ("stance", dev_data.stance, evaluate_stance),
-        ("sentiment", dev_data.sentiment, evaluate_sentiment),
-    ):
-        if not examples:
-            continue
-        _, logits, gold = evaluate(predictor, examples)
-        temperature = fit_temperature(logits, gold)
-        predictor.config.temperature[head] = temperature
-        metrics.setdefault("calibration", {})[head] = {
-            "temperature": temperature,
-            "ece_before": expected_calibration_error(torch.softmax(logits, -1), gold),
-            "ece_after": expected_calibration_error(torch.softmax(logits / temperature, -1), gold),
-            "n": len(gold),
-        }
-    for label, data in dev_sets.items():
-        entry = {k: v for k, v in evaluate_data(predictor, data).items() if v is not None}
-        metrics["dev"][label] = entry
-        log(f"{label}: " + ", ".join(f"{k} macro-F1 {v['macro_f1']:.4f}" for k, v in entry.items()))
-
-    files = {p: sha256_file(p) for p in [*spec.train, *spec.dev, *spec.sentiment_corpora]}
-    training_record = {
+    record = {
         "command": list(command) if command is not None else sys.argv,
         "start": start,
         "config": config.to_dict(),
-        "data": {
-            "train": list(spec.train),
-            "dev": list(spec.dev),
-            "sentiment_corpora": list(spec.sentiment_corpora),
-            "format": spec.fmt,
-            "label_map": spec.label_map,
-            "sentiment_per_epoch": spec.sentiment_per_epoch,
-            "sst2_limit": spec.sst2_limit,
-            "sha256": files,
-        },
+        "data": data_record(spec),
         "versions": _versions(),
     }
-    card = model_card(predictor.config, training_record, metrics)
-    predictor.save(out, extra={"metrics.json": metrics, "training.json": training_record, "README.md": card})
+    save_model(predictor, out, metrics, record)
     return metrics
 
 

@@ -88,3 +88,26 @@ def test_temperature_scaling_reduces_calibration_error():
     before = expected_calibration_error(torch.softmax(overconfident, -1), gold)
     after = expected_calibration_error(torch.softmax(overconfident / t, -1), gold)
     assert after < before
+
+
+def test_soup_averages_like_models(tiny_model_dir, tmp_path):
+    import torch
+
+    from training.soup import soup
+
+    spec = DataSpec(train=[str(EXAMPLES / "labelled.jsonl")], dev=[str(EXAMPLES / "labelled.csv")])
+    for seed in (1, 2):
+        train_model(
+            spec,
+            TrainConfig(epochs=1, batch_size=4, seed=seed, lr=1e-3),
+            tmp_path / f"m{seed}",
+            start=str(tiny_model_dir),
+            command=[],
+        )
+    metrics = soup([tmp_path / "m1", tmp_path / "m2"], tmp_path / "soup", ["python", "-m", "training.soup"])
+    assert metrics["soup_of"] == [str(tmp_path / "m1"), str(tmp_path / "m2")]
+    assert set(metrics["dev"]) == {str(EXAMPLES / "labelled.csv")}
+    a, b, s = (StancePredictor.load(tmp_path / n).network.state_dict() for n in ("m1", "m2", "soup"))
+    name = "stance_head.weight"
+    assert torch.allclose(s[name], ((a[name] + b[name]) / 2).half().float(), atol=1e-3)
+    assert json.loads((tmp_path / "soup" / "training.json").read_text())["command"] == ["python", "-m", "training.soup"]
