@@ -20,6 +20,7 @@ from model.results import DocumentResult, MentionOut, PairResult, Prediction, Se
 from model.text import Sentence, split_sentences
 
 FORMAT_VERSION = 1
+PRECISIONS = ("fp32", "int8")
 
 
 def base_model_path() -> Path:
@@ -89,6 +90,7 @@ class StancePredictor:
         self.encoder = PairEncoder(tokenizer, config.input_format, config.max_length)
         self.finder = ActorFinder()
         self.last_batch_pairs = 0
+        self.precision = "fp32"
 
     # ----- construction -------------------------------------------------------------
     @classmethod
@@ -150,9 +152,22 @@ class StancePredictor:
 
         io.atomic_folder(Path(path), write)
 
+    def quantize(self) -> None:
+        """Switch the encoder's linear layers to int8 dynamic quantisation (weights int8, activations quantised per batch)."""
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch marks the eager-mode quantisation API as deprecated
+            self.network.encoder = quantize_dynamic(self.network.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+        self.precision = "int8"
+
     @classmethod
-    def load(cls, path: str | Path) -> StancePredictor:
-        """Load a model folder, checking every recorded file hash first."""
+    def load(cls, path: str | Path, precision: str = "fp32") -> StancePredictor:
+        """Load a model folder, checking every recorded file hash first. `precision` is fp32 or int8."""
+        if precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         folder = Path(path)
         if not folder.is_dir():
             raise ModelLoadError(f"model folder not found: {folder}")
@@ -173,6 +188,8 @@ class StancePredictor:
             network.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ModelLoadError(f"weights in {folder} do not fit its config: {exc}") from exc
+        if precision == "int8":
+            predictor.quantize()
         return predictor
 
     # ----- scoring ------------------------------------------------------------------

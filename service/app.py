@@ -132,12 +132,12 @@ class State:
         self.feedback: FeedbackStore | None = None
 
 
-def load_predictor(folder: Path, threads: int) -> StancePredictor:
-    if threads:
+def load_predictor(folder: Path, settings: Settings) -> StancePredictor:
+    if settings.threads:
         import torch
 
-        torch.set_num_threads(threads)
-    predictor = StancePredictor.load(folder)
+        torch.set_num_threads(settings.threads)
+    predictor = StancePredictor.load(folder, precision=settings.precision)
     predictor.finder.nlp  # noqa: B018 - load spaCy now rather than on the first request
     return predictor
 
@@ -151,7 +151,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
 
     def initial_load() -> None:
         try:
-            state.predictor = load_predictor(settings.model_dir, settings.threads)
+            state.predictor = load_predictor(settings.model_dir, settings)
             log.info(json.dumps({"event": "model_loaded", "model_dir": str(settings.model_dir)}))
         except StanceError as exc:
             state.error = str(exc)
@@ -338,7 +338,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
     async def reload(request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
         require_key(request, admin=True)
         folder = Path(body.model_dir) if body and body.model_dir else state.model_dir
-        loaded = await asyncio.to_thread(load_predictor, folder, 0)
+        loaded = await asyncio.to_thread(load_predictor, folder, settings)
         state.predictor, state.model_dir, state.error = loaded, folder, None
         log.info(json.dumps({"event": "model_reloaded", "model_dir": str(folder), "request_id": request.state.request_id}))
         return {

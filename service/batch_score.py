@@ -55,6 +55,7 @@ class ScoreOptions:
     text_field: str = "text"
     actors_file: str | None = None
     max_text_chars: int = 100_000
+    precision: str = "fp32"
     force: bool = False
 
     def fingerprint(self, model: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class ScoreOptions:
             "text_field": self.text_field,
             "actors_file": _file_sha(self.actors_file) if self.actors_file else None,
             "max_text_chars": self.max_text_chars,
+            "precision": self.precision,
         }
 
 
@@ -282,11 +284,11 @@ def _write_atomic(path: Path, rows: list[dict[str, Any]], fmt: str, granularity:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(model_dir: str, threads: int) -> None:
+def _init_worker(model_dir: str, threads: int, precision: str) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER["predictor"] = StancePredictor.load(model_dir)
+    _WORKER["predictor"] = StancePredictor.load(model_dir, precision=precision)
 
 
 def score_chunk(task: tuple[int, list[SourceDoc], ScoreOptions, tuple[ActorSpec, ...]]) -> dict[str, Any]:
@@ -390,13 +392,15 @@ def run(options: ScoreOptions, model_dir: Path, log=sys.stderr) -> dict[str, Any
     resumed = totals["documents"]
     threads = max(1, (os.cpu_count() or 1) // options.workers)
     if options.workers == 1:
-        _init_worker(str(model_dir), threads)
+        _init_worker(str(model_dir), threads, options.precision)
         results: Iterator[dict[str, Any]] = map(score_chunk, tasks)
         pool = None
     else:
         import multiprocessing
 
-        pool = multiprocessing.get_context("spawn").Pool(options.workers, _init_worker, (str(model_dir), threads))
+        pool = multiprocessing.get_context("spawn").Pool(
+            options.workers, _init_worker, (str(model_dir), threads, options.precision)
+        )
         results = pool.imap_unordered(score_chunk, tasks)
     try:
         for record in results:

@@ -44,10 +44,10 @@ def _read_text(args: argparse.Namespace) -> str:
     return args.text
 
 
-def _load_predictor(path: str | None):
+def _load_predictor(path: str | None, precision: str = "fp32"):
     from model import StancePredictor, default_model_path
 
-    return StancePredictor.load(path or default_model_path())
+    return StancePredictor.load(path or default_model_path(), precision=precision)
 
 
 def format_document(result: dict) -> str:
@@ -81,7 +81,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     actors = [ActorSpec.parse(a) for a in args.actor or []]
     if args.no_detect and not actors:
         raise InvalidInputError("--no-detect needs at least one --actor")
-    result = _load_predictor(args.model).predict(text, actors, detect_actors=not args.no_detect).to_dict()
+    result = _load_predictor(args.model, args.precision).predict(text, actors, detect_actors=not args.no_detect).to_dict()
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_document(result))
     return 0
 
@@ -97,7 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     errors: list[dict] | None = [] if args.errors else None
     reports = []
     for i, folder in enumerate(models):
-        predictor = _load_predictor(folder)
+        predictor = _load_predictor(folder, args.precision)
         reports.append(evaluate_data(predictor, data, errors if i == len(models) - 1 else None))
     if args.errors:
         with open(args.errors, "w", encoding="utf-8") as handle:
@@ -124,7 +124,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.settings import Settings
 
-    overrides = {"model_dir": args.model} if args.model else {}
+    overrides: dict[str, str] = {"model_dir": args.model} if args.model else {}
+    if args.precision:
+        overrides["precision"] = args.precision
     settings = Settings(**overrides)
     # One JSON line per request from our own logger; uvicorn's access log would repeat it.
     handler = logging.StreamHandler()
@@ -214,6 +216,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         id_field=args.id_field,
         text_field=args.text_field,
         actors_file=args.actors_file,
+        precision=args.precision,
         force=args.force,
     )
     model_dir = Path(args.model) if args.model else default_model_path()
@@ -244,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", help="model folder (default: STANCE_MODEL_DIR or the shipped model)")
+    p.add_argument("--precision", choices=["fp32", "int8"], help="default: STANCE_PRECISION or fp32")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("classify", help="classify one document and print per-sentence stance and sentiment")
@@ -253,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true", help="score only the --actor actors")
     p.add_argument("--json", action="store_true", help="print the JSON that POST /classify returns")
     p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("evaluate", help="score a model on labelled data")
@@ -260,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet", "directed"])
     p.add_argument("--model", action="append", help="model folder (default: the shipped model); twice to compare two models")
     p.add_argument("--errors", help="write the misclassified items (of the last model) to this JSONL file")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -301,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="local", choices=["local", "ray"])
     p.add_argument("--ray-address")
     p.add_argument("--force", action="store_true", help="start over when the output was written with other settings")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.set_defaults(func=cmd_score)
 

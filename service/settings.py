@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,7 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(5.0, ge=0, description="micro-batching: how long to wait for more requests")
     api_key: SecretStr | None = Field(None, description="bearer key for /admin routes; admin is off without it")
     threads: int = Field(0, ge=0, description="torch threads for inference (0: torch's default)")
+    precision: Literal["fp32", "int8"] = Field("fp32", description="int8: dynamic quantisation of the encoder; fp32: exact")
     feedback_db: Path = Field(Path("stance-feedback.sqlite3"), description="SQLite file for POST /feedback")
 
     def limits(self) -> dict[str, int]:

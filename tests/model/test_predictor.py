@@ -96,3 +96,13 @@ def test_missing_folder_and_missing_config(tmp_path):
 def test_label_maps():
     assert label_index(STANCE_LABELS) == {"support": 0, "oppose": 1, "neutral": 2}
     assert label_index(SENTIMENT_LABELS) == {"positive": 0, "negative": 1, "neutral": 2}
+
+
+def test_int8_path_agrees_with_fp32_on_the_tiny_model(tiny_model_dir):
+    fp32 = StancePredictor.load(tiny_model_dir)
+    int8 = StancePredictor.load(tiny_model_dir, precision="int8")
+    assert int8.precision == "int8" and fp32.precision == "fp32"
+    pairs = [PairInput(f"Acme Corp hired {i} people and Trump praised it.", "Acme Corp", ((0, 9),)) for i in range(20)]
+    assert torch.allclose(fp32.stance_probabilities(pairs), int8.stance_probabilities(pairs), atol=0.05)
+    with pytest.raises(InvalidInputError, match="precision must be one of"):
+        StancePredictor.load(tiny_model_dir, precision="int4")
