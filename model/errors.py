@@ -21,6 +21,12 @@ class InputTooLargeError(StanceError):
     error_type = "too_large"
 
 
+class ComputeBudgetError(StanceError):
+    """The work would take longer than the configured compute budget."""
+
+    error_type = "timeout"
+
+
 class ModelNotReadyError(StanceError):
     """No model is loaded yet."""
 

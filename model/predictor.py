@@ -152,6 +152,18 @@ class StancePredictor:
 
         io.atomic_folder(Path(path), write)
 
+    @staticmethod
+    def verify(path: str | Path) -> ModelConfig:
+        """Check a model folder without loading it: its config, and every file against its recorded sha256."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ModelLoadError(f"model folder not found: {folder}")
+        config = ModelConfig.from_dict(io.read_json(folder / io.CONFIG_FILE))
+        if config.format_version != FORMAT_VERSION:
+            raise ModelLoadError(f"unsupported model format_version {config.format_version}")
+        io.verify_hashes(folder, config.files)
+        return config
+
     def quantize(self) -> None:
         """Switch the encoder's linear layers to int8 dynamic quantisation (weights int8, activations quantised per batch)."""
         import warnings
@@ -169,12 +181,7 @@ class StancePredictor:
         if precision not in PRECISIONS:
             raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         folder = Path(path)
-        if not folder.is_dir():
-            raise ModelLoadError(f"model folder not found: {folder}")
-        config = ModelConfig.from_dict(io.read_json(folder / io.CONFIG_FILE))
-        if config.format_version != FORMAT_VERSION:
-            raise ModelLoadError(f"unsupported model format_version {config.format_version}")
-        io.verify_hashes(folder, config.files)
+        config = cls.verify(folder)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder / io.TOKENIZER_DIR))
             encoder = BertModel(BertConfig(**config.encoder), add_pooling_layer=False)

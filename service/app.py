@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.actors import ActorSpec
-from model.errors import DataFormatError, InputTooLargeError, InvalidInputError, ModelLoadError, ModelNotReadyError, StanceError
+from model.errors import ComputeBudgetError, DataFormatError, InputTooLargeError, InvalidInputError, ModelLoadError, ModelNotReadyError, StanceError
 from model.io import read_json
 from model.predictor import DocumentInput, StancePredictor
 from service.batching import MicroBatcher
@@ -49,6 +49,7 @@ STATUS: dict[type[StanceError], int] = {
     InvalidInputError: 422,
     InputTooLargeError: 413,
     ModelNotReadyError: 503,
+    ComputeBudgetError: 503,
     ModelLoadError: 422,  # only a reload reaches the client with this; at start-up /ready says not_ready
 }
 ERRORS = {code: {"model": ErrorOut} for code in (413, 422, 503)}
@@ -181,6 +182,10 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
     app.state.stance = state
     app.state.metrics = metrics
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
 
     @app.middleware("http")
     async def access_log(request: Request, call_next):
@@ -241,7 +246,10 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
         return DocumentInput(body.text, tuple(ActorSpec(a.name, tuple(a.aliases)) for a in body.actors), body.detect_actors)
 
     async def score(request: Request, current: StancePredictor, documents: list[DocumentInput]):
-        results = await batcher.submit(current, documents)
+        try:
+            results = await asyncio.wait_for(batcher.submit(current, documents), settings.request_timeout_s)
+        except TimeoutError as exc:
+            raise ComputeBudgetError(f"request took longer than the compute budget of {settings.request_timeout_s:g} s") from exc
         request.state.pairs = sum(len(s.actors) for r in results if not isinstance(r, StanceError) for s in r.sentences)
         return results
 

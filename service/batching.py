@@ -69,7 +69,8 @@ class MicroBatcher:
 
     async def _run(self) -> None:
         while True:
-            jobs = await self._collect()
+            # A job whose request timed out or went away is not scored.
+            jobs = [job for job in await self._collect() if not job.future.done()]
             for predictor in {id(j.predictor): j.predictor for j in jobs}.values():
                 group = [j for j in jobs if j.predictor is predictor]
                 documents = [d for j in group for d in j.documents]

@@ -128,6 +128,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.precision:
         overrides["precision"] = args.precision
     settings = Settings(**overrides)
+    from model import StancePredictor
+
+    # Refuse to start on a missing or corrupt model rather than serve garbage; loading itself runs after start-up.
+    StancePredictor.verify(settings.model_dir)
     # One JSON line per request from our own logger; uvicorn's access log would repeat it.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))

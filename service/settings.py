@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="bearer key for /admin routes; admin is off without it")
     threads: int = Field(0, ge=0, description="torch threads for inference (0: torch's default)")
     precision: Literal["fp32", "int8"] = Field("fp32", description="int8: dynamic quantisation of the encoder; fp32: exact")
+    request_timeout_s: float = Field(60.0, gt=0, description="compute budget per request; over it the answer is 503")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty: CORS off")
     feedback_db: Path = Field(Path("stance-feedback.sqlite3"), description="SQLite file for POST /feedback")
 
     def limits(self) -> dict[str, int]:

@@ -222,3 +222,37 @@ def test_openapi_has_examples(client):
     for name in ("ClassifyRequest", "ClassifyResponse", "BatchRequest", "BatchResponse", "ErrorOut", "ActorIn"):
         assert components[name].get("examples"), name
     assert "/classify/batch" in schema["paths"] and "/admin/reload" in schema["paths"]
+
+
+def test_compute_budget_gives_503(tiny_predictor, tiny_model_dir, monkeypatch):
+    import threading
+
+    app = create_app(Settings(model_dir=tiny_model_dir, request_timeout_s=0.2), predictor=tiny_predictor)
+    gate = threading.Event()
+    original = tiny_predictor.predict_documents_safe
+    monkeypatch.setattr(tiny_predictor, "predict_documents_safe", lambda docs, *a: gate.wait(5) and original(docs, *a))
+    with TestClient(app) as c:
+        response = c.post("/classify", json={"text": "Acme Corp grew."})
+        gate.set()
+    assert response.status_code == 503
+    assert response.json() == {"error": "request took longer than the compute budget of 0.2 s", "error_type": "timeout"}
+
+
+def test_cors_is_off_by_default_and_configurable(tiny_predictor, tiny_model_dir, client):
+    preflight = {"Origin": "https://news.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/classify", headers=preflight).headers
+    app = create_app(Settings(model_dir=tiny_model_dir, cors_origins=["https://news.example"]), predictor=tiny_predictor)
+    with TestClient(app) as c:
+        response = c.options("/classify", headers=preflight)
+        assert response.headers["access-control-allow-origin"] == "https://news.example"
+
+
+def test_serve_refuses_a_corrupt_model(tiny_model_dir, tmp_path, capsys):
+    from service.cli import main
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "config.json").write_text(json.dumps({**json.loads((broken / "config.json").read_text()), "name": "x"}))
+    (broken / "weights.safetensors").write_bytes(b"truncated")
+    assert main(["serve", "--model", str(broken), "--port", "1"]) == 3
+    assert capsys.readouterr().err.startswith(f"error: cannot load model: {broken / 'weights.safetensors'} is corrupt: sha256 ")
