@@ -16,11 +16,16 @@ MARKER_TOKENS = ("[unused0]", "[unused1]")
 
 @dataclass(frozen=True)
 class Encoded:
-    """One model input before padding. `focus` lists the positions that stand for the actor."""
+    """One model input before padding.
+
+    `focus` lists the positions that stand for the actor; `other` the tokens of a second actor
+    (the holder, when the pair is read as a relation holder → target).
+    """
 
     input_ids: list[int]
     token_type_ids: list[int]
     focus: list[int]
+    other: tuple[int, ...] = ()
 
 
 class PairEncoder:
@@ -64,15 +69,19 @@ class PairEncoder:
         ids = ids[: self.max_length - 2]
         return Encoded([self.cls_id, *ids, self.sep_id], [0] * (len(ids) + 2), [])
 
-    def encode_pair(self, text: str, actor: str, mentions: Sequence[tuple[int, int]]) -> Encoded:
+    def encode_pair(
+        self, text: str, actor: str, mentions: Sequence[tuple[int, int]], other: Sequence[tuple[int, int]] = ()
+    ) -> Encoded:
         """Encode `text` with `mentions` (character spans) of `actor` marked.
 
         Sentences longer than the window keep a window centred on the first mention.
         With no mentions (an implicit target) the actor is still scored: in the pair
         formats through the second segment, in the markers format on the sentence alone.
+        `other` are character spans of a second actor whose token positions are returned unmarked.
         """
         ids, offsets = self.tokenize(text)
         spans = _token_spans(offsets, mentions) if self.input_format != "pair" else []
+        other_tokens = {i for a, b in _token_spans(offsets, other) for i in range(a, b + 1)}
         actor_ids: list[int] = []
         if self.input_format != "markers":
             actor_ids = self.tokenize(actor)[0][:16]
@@ -81,12 +90,15 @@ class PairEncoder:
         start_id, end_id = self.marker_ids
         out = [self.cls_id]
         focus: list[int] = []
+        positions: list[int] = []
         starts = {s for s, _ in spans}
         ends = {e for _, e in spans}
         for i in range(lo, hi):
             if i in starts:
                 focus.append(len(out))
                 out.append(start_id)
+            if i in other_tokens:
+                positions.append(len(out))
             out.append(ids[i])
             if i in ends:
                 out.append(end_id)
@@ -97,7 +109,7 @@ class PairEncoder:
                 focus = list(range(len(out), len(out) + len(actor_ids)))
             out += [*actor_ids, self.sep_id]
             types += [1] * (len(actor_ids) + 1)
-        return Encoded(out, types, focus)
+        return Encoded(out, types, focus, tuple(positions))
 
 
 def _token_spans(offsets: Sequence[tuple[int, int]], mentions: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -126,8 +138,8 @@ def _window(n: int, spans: Sequence[tuple[int, int]], budget: int) -> tuple[int,
     return lo, lo + budget
 
 
-def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a batch to its own longest item (dynamic padding)."""
+def collate(items: Sequence[Encoded], pad_id: int, with_other: bool = False) -> dict[str, torch.Tensor]:
+    """Pad a batch to its own longest item (dynamic padding); `with_other` adds the second actor's mask."""
     width = max(len(e.input_ids) for e in items)
     n = len(items)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
@@ -140,12 +152,18 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         token_type_ids[row, :k] = torch.tensor(e.token_type_ids)
         attention_mask[row, :k] = 1
         focus_mask[row, e.focus] = 1.0
-    return {
+    batch = {
         "input_ids": input_ids,
         "token_type_ids": token_type_ids,
         "attention_mask": attention_mask,
         "focus_mask": focus_mask,
     }
+    if with_other:
+        other_mask = torch.zeros((n, width), dtype=torch.float)
+        for row, e in enumerate(items):
+            other_mask[row, list(e.other)] = 1.0
+        batch["other_mask"] = other_mask
+    return batch
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -12,6 +12,11 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def relation_head(hidden: int, n_relation: int, dropout: float) -> nn.Module:
+    """Relations read the target's stance pass: [sentence; target markers; holder tokens] → labels."""
+    return nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_relation))
+
+
 class StanceNetwork(nn.Module):
     """Encoder plus two linear heads.
 
@@ -21,13 +26,14 @@ class StanceNetwork(nn.Module):
     sentence-transformers base encoder was trained.
     """
 
-    def __init__(self, encoder: nn.Module, n_stance: int, n_sentiment: int, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: nn.Module, n_stance: int, n_sentiment: int, dropout: float = 0.1, n_relation: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.stance_head = nn.Linear(2 * hidden, n_stance)
         self.sentiment_head = nn.Linear(hidden, n_sentiment)
+        self.relation_head = relation_head(hidden, n_relation, dropout) if n_relation else None
 
     def _encode(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
@@ -38,6 +44,17 @@ class StanceNetwork(nn.Module):
         sentence = masked_mean(hidden, attention_mask)
         actor = masked_mean(hidden, focus_mask)
         return self.stance_head(self.dropout(torch.cat([sentence, actor], dim=-1)))
+
+    def relation_features(self, input_ids, attention_mask, token_type_ids, focus_mask, other_mask) -> torch.Tensor:
+        """[sentence; target markers; holder tokens] from the target's marked stance pass."""
+        hidden = self._encode(input_ids, attention_mask, token_type_ids)
+        pooled = [masked_mean(hidden, attention_mask), masked_mean(hidden, focus_mask), masked_mean(hidden, other_mask)]
+        return torch.cat(pooled, dim=-1)
+
+    def relation_logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self.relation_head is None:
+            raise RuntimeError("this model has no relation head")
+        return self.relation_head(features)
 
     def sentiment_logits(self, input_ids, attention_mask, token_type_ids, focus_mask=None) -> torch.Tensor:
         hidden = self._encode(input_ids, attention_mask, token_type_ids)

@@ -15,8 +15,17 @@ from model.actors import Actor, ActorFinder, ActorSpec
 from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_sorted_batches
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
-from model.network import StanceNetwork
-from model.results import DocumentResult, MentionOut, PairResult, Prediction, SentenceResult, summarise
+from model.network import StanceNetwork, relation_head
+from model.results import (
+    DocumentResult,
+    MentionOut,
+    PairResult,
+    Prediction,
+    RelationResult,
+    SentenceResult,
+    summarise,
+    summarise_relations,
+)
 from model.text import Sentence, split_sentences
 
 FORMAT_VERSION = 1
@@ -43,6 +52,7 @@ class ModelConfig:
     dropout: float = 0.1
     stance_labels: list[str] = field(default_factory=lambda: list(STANCE_LABELS))
     sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENT_LABELS))
+    relation_labels: list[str] = field(default_factory=list)  # empty: no relation head
     temperature: dict[str, float] = field(default_factory=lambda: {"stance": 1.0, "sentiment": 1.0})
     encoder: dict[str, Any] = field(default_factory=dict)
     base_model: dict[str, Any] | None = None
@@ -65,6 +75,7 @@ class DocumentInput:
     text: str
     actors: tuple[ActorSpec, ...] = ()
     detect_actors: bool = True
+    relations: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,25 @@ class PairInput:
     mentions: tuple[tuple[int, int], ...] = ()
 
 
-# Per document: its sentences, its actors, and (sentence index, actor, pair) to score.
-_Plan = tuple[list[Sentence], list[Actor], list[tuple[int, Actor, PairInput]]]
+@dataclass(frozen=True)
+class RelationInput:
+    """One sentence and an ordered (holder, target) pair, each with its character spans in `text`."""
+
+    text: str
+    holder: str
+    holder_mentions: tuple[tuple[int, int], ...]
+    target: str
+    target_mentions: tuple[tuple[int, int], ...]
+
+
+@dataclass
+class _Plan:
+    """Per document: its sentences, its actors, the (sentence, actor) pairs and the relations to score."""
+
+    sentences: list[Sentence]
+    actors: list[Actor]
+    pairs: list[tuple[int, Actor, PairInput]]
+    relations: list[tuple[int, RelationInput]] | None
 
 
 class StancePredictor:
@@ -102,7 +130,9 @@ class StancePredictor:
     ) -> StancePredictor:
         """A predictor with fresh heads on `encoder`; marker rows start as copies of '[' and ']'."""
         config.encoder = encoder.config.to_diff_dict()
-        network = StanceNetwork(encoder, len(config.stance_labels), len(config.sentiment_labels), config.dropout)
+        network = StanceNetwork(
+            encoder, len(config.stance_labels), len(config.sentiment_labels), config.dropout, len(config.relation_labels)
+        )
         emb = encoder.embeddings.word_embeddings.weight
         with torch.no_grad():
             for marker, like in zip(MARKER_TOKENS, ("[", "]"), strict=True):
@@ -187,7 +217,9 @@ class StancePredictor:
             encoder = BertModel(BertConfig(**config.encoder), add_pooling_layer=False)
         except (OSError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"cannot build the model from {folder}: {exc}") from exc
-        network = StanceNetwork(encoder, len(config.stance_labels), len(config.sentiment_labels), config.dropout)
+        network = StanceNetwork(
+            encoder, len(config.stance_labels), len(config.sentiment_labels), config.dropout, len(config.relation_labels)
+        )
         base = _base_state(config.base_model) if config.base_model else None
         predictor = cls(network, tokenizer, config)
         state = io.unpack_state(io.load_weights(folder / io.WEIGHTS_FILE), base, predictor.marker_rows)
@@ -229,6 +261,37 @@ class StancePredictor:
             return torch.empty((0, len(self.config.stance_labels)))
         return torch.softmax(self.stance_logits(pairs, batch_size) / self.config.temperature["stance"], dim=-1)
 
+    def add_relation_head(self, labels: Sequence[str]) -> None:
+        """Give the network a fresh relation head (its encoder and other heads are untouched)."""
+        hidden = self.network.encoder.config.hidden_size
+        self.network.relation_head = relation_head(hidden, len(labels), self.config.dropout)
+        self.config.relation_labels = list(labels)
+        self.config.temperature["relation"] = 1.0
+
+    def encode_relations(self, relations: Sequence[RelationInput]) -> list[Encoded]:
+        """The target marked, the holder's tokens located, as in the target's stance pass."""
+        return [self.encoder.encode_pair(r.text, r.target, r.target_mentions, r.holder_mentions) for r in relations]
+
+    @torch.inference_mode()
+    def relation_features(self, relations: Sequence[RelationInput], batch_size: int = 64) -> torch.Tensor:
+        items = self.encode_relations(relations)
+        out = torch.empty((len(items), 3 * self.network.encoder.config.hidden_size))
+        for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
+            out[batch] = self.network.relation_features(
+                **collate([items[i] for i in batch], self.encoder.pad_id, with_other=True)
+            ).float()
+        return out
+
+    def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int = 64) -> torch.Tensor:
+        """Calibrated holder → target probabilities in `config.relation_labels` order."""
+        if not self.config.relation_labels:
+            raise InvalidInputError("this model has no relation head; train one with `python -m training.relations`")
+        if not relations:
+            return torch.empty((0, len(self.config.relation_labels)))
+        with torch.inference_mode():
+            logits = self.network.relation_logits(self.relation_features(relations, batch_size))
+        return torch.softmax(logits / self.config.temperature.get("relation", 1.0), dim=-1)
+
     def sentiment_probabilities(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """Calibrated sentiment probabilities in `config.sentiment_labels` order."""
         if not texts:
@@ -236,9 +299,14 @@ class StancePredictor:
         return torch.softmax(self.sentiment_logits(texts, batch_size) / self.config.temperature["sentiment"], dim=-1)
 
     # ----- documents ----------------------------------------------------------------
-    def predict(self, text: str, actors: Sequence[ActorSpec] = (), detect_actors: bool = True) -> DocumentResult:
-        """Classify one document: sentences, actors, stance per (sentence, actor), sentiment, summary."""
-        return self.predict_documents([DocumentInput(text, tuple(actors), detect_actors)])[0]
+    def predict(
+        self, text: str, actors: Sequence[ActorSpec] = (), detect_actors: bool = True, relations: bool = False
+    ) -> DocumentResult:
+        """Classify one document: sentences, actors, stance per (sentence, actor), sentiment, summary.
+
+        With `relations`, also who supports or opposes whom, per sentence and for the document.
+        """
+        return self.predict_documents([DocumentInput(text, tuple(actors), detect_actors, relations)])[0]
 
     def predict_documents(self, documents: Sequence[DocumentInput], batch_size: int = 64) -> list[DocumentResult]:
         """Classify several documents at once; identical sentences and pairs are scored once.
@@ -262,46 +330,78 @@ class StancePredictor:
             except StanceError as exc:
                 plans.append(exc)
         ok = [p for p in plans if not isinstance(p, StanceError)]
-        texts = sorted({s.text for sentences, _, _ in ok for s in sentences})
-        pairs = sorted({pair for _, _, doc_pairs in ok for _, _, pair in doc_pairs}, key=lambda p: (p.text, p.actor, p.mentions))
+        texts = sorted({s.text for p in ok for s in p.sentences})
+        pairs = sorted({pair for p in ok for _, _, pair in p.pairs}, key=lambda p: (p.text, p.actor, p.mentions))
+        relations = list(dict.fromkeys(r for p in ok for _, r in p.relations or ()))
         sentiment = dict(zip(texts, self.sentiment_probabilities(texts, batch_size).tolist(), strict=True))
         stance = dict(zip(pairs, self.stance_probabilities(pairs, batch_size).tolist(), strict=True))
+        relation = (
+            dict(zip(relations, self.relation_probabilities(relations, batch_size).tolist(), strict=True)) if relations else {}
+        )
         self.last_batch_pairs = len(pairs)
-        return [p if isinstance(p, StanceError) else self._assemble(p, sentiment, stance) for p in plans]
+        return [p if isinstance(p, StanceError) else self._assemble(p, sentiment, stance, relation) for p in plans]
 
     def _plan(self, doc: DocumentInput) -> _Plan:
         if not isinstance(doc.text, str) or not doc.text.strip():
             raise InvalidInputError("text must not be empty")
+        if doc.relations and not self.config.relation_labels:
+            raise InvalidInputError("this model has no relation head; relations are not available")
         sentences = split_sentences(doc.text)
         found = self.finder.find(sentences, doc.actors, doc.detect_actors) if sentences else []
         single = len(sentences) == 1 and bool(doc.actors)
         pairs: list[tuple[int, Actor, PairInput]] = []
+        relations: list[tuple[int, RelationInput]] | None = [] if doc.relations else None
         for sentence in sentences:
+            mentioned: list[tuple[Actor, tuple[tuple[int, int], ...]]] = []
             for actor in found:
                 spans = tuple(
                     (m.start - sentence.start, m.end - sentence.start) for m in actor.mentions if m.sentence == sentence.index
                 )
                 if spans or (single and actor.explicit):
                     pairs.append((sentence.index, actor, PairInput(sentence.text, actor.name, spans)))
-        return sentences, found, pairs
+                if spans:
+                    mentioned.append((actor, spans))
+            if relations is not None:
+                for holder, holder_spans in mentioned:
+                    for target, target_spans in mentioned:
+                        if holder is not target:
+                            relation = RelationInput(sentence.text, holder.name, holder_spans, target.name, target_spans)
+                            relations.append((sentence.index, relation))
+        return _Plan(sentences, found, pairs, relations)
 
-    def _assemble(self, plan: _Plan, sentiment: dict[str, list[float]], stance: dict[PairInput, list[float]]) -> DocumentResult:
-        sentences, found, pairs = plan
+    def _assemble(
+        self,
+        plan: _Plan,
+        sentiment: dict[str, list[float]],
+        stance: dict[PairInput, list[float]],
+        relation: dict[RelationInput, list[float]],
+    ) -> DocumentResult:
         results = [
             SentenceResult(s.index, s.text, s.start, s.end, self._prediction(sentiment[s.text], self.config.sentiment_labels))
-            for s in sentences
+            for s in plan.sentences
         ]
         by_actor: dict[str, list[PairResult]] = {}
-        for index, actor, pair in pairs:
-            offset = sentences[index].start
+        for index, actor, pair in plan.pairs:
+            offset = plan.sentences[index].start
             mentions = [MentionOut(pair.text[a:b], a + offset, b + offset) for a, b in pair.mentions]
             result = PairResult(
                 actor.name, mentions, self._prediction(stance[pair], self.config.stance_labels), bool(pair.mentions)
             )
             results[index].actors.append(result)
             by_actor.setdefault(actor.name, []).append(result)
-        summary = [summarise(a.name, a.type, len(a.mentions), by_actor.get(a.name, [])) for a in found]
-        return DocumentResult({"name": self.config.name, "version": self.config.version}, results, summary)
+        summary = [summarise(a.name, a.type, len(a.mentions), by_actor.get(a.name, [])) for a in plan.actors]
+        document = DocumentResult({"name": self.config.name, "version": self.config.version}, results, summary)
+        if plan.relations is not None:
+            found: list[RelationResult] = []
+            for result in results:
+                result.relations = []
+            for index, r in plan.relations:
+                p = self._prediction(relation[r], self.config.relation_labels)
+                item = RelationResult(r.holder, r.target, p.label, p.scores, index)
+                results[index].relations.append(item)
+                found.append(item)
+            document.relations = summarise_relations(found)
+        return document
 
     @staticmethod
     def _prediction(probs: list[float], labels: Sequence[str]) -> Prediction:

@@ -22,7 +22,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.actors import ActorSpec
-from model.errors import ComputeBudgetError, DataFormatError, InputTooLargeError, InvalidInputError, ModelLoadError, ModelNotReadyError, StanceError
+from model.errors import (
+    ComputeBudgetError,
+    DataFormatError,
+    InputTooLargeError,
+    InvalidInputError,
+    ModelLoadError,
+    ModelNotReadyError,
+    StanceError,
+)
 from model.io import read_json
 from model.predictor import DocumentInput, StancePredictor
 from service.batching import MicroBatcher
@@ -185,7 +193,9 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+        )
 
     @app.middleware("http")
     async def access_log(request: Request, call_next):
@@ -243,7 +253,8 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
             raise InputTooLargeError(f"more than {settings.max_actors} actors")
         if not body.text.strip():
             raise InvalidInputError("text must not be empty")
-        return DocumentInput(body.text, tuple(ActorSpec(a.name, tuple(a.aliases)) for a in body.actors), body.detect_actors)
+        actors = tuple(ActorSpec(a.name, tuple(a.aliases)) for a in body.actors)
+        return DocumentInput(body.text, actors, body.detect_actors, body.relations)
 
     async def score(request: Request, current: StancePredictor, documents: list[DocumentInput]):
         try:
@@ -268,7 +279,13 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
         ready_predictor()
         return {"status": "ready"}
 
-    @app.post("/classify", response_model=ClassifyResponse, responses=ERRORS, summary="classify one document")
+    @app.post(
+        "/classify",
+        response_model=ClassifyResponse,
+        response_model_exclude_none=True,
+        responses=ERRORS,
+        summary="classify one document",
+    )
     async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
         current = ready_predictor()
         (result,) = await score(request, current, [to_document(body)])

@@ -61,6 +61,10 @@ def format_document(result: dict) -> str:
             stance = a["stance"]
             implicit = "" if a.get("mentioned", True) else "  (not mentioned)"
             lines.append(f"    {a['actor']:<28} {stance['label']:<8} {stance['scores'][stance['label']]:.2f}{implicit}")
+    for r in result.get("relations") or []:
+        if not lines or not lines[-1].startswith("relation"):
+            lines.append("")
+        lines.append(f"relation  {r['holder']} → {r['target']}: {r['label']} (net {r['net']:+.3f}, sentences {r['sentences']})")
     if result["actors"]:
         lines.append("")
         lines.append(f"{'actor':<28} {'type':<7} {'mentions':>8} {'support':>8} {'oppose':>7} {'neutral':>8} {'net':>7}  label")
@@ -81,7 +85,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     actors = [ActorSpec.parse(a) for a in args.actor or []]
     if args.no_detect and not actors:
         raise InvalidInputError("--no-detect needs at least one --actor")
-    result = _load_predictor(args.model, args.precision).predict(text, actors, detect_actors=not args.no_detect).to_dict()
+    predictor = _load_predictor(args.model, args.precision)
+    result = predictor.predict(text, actors, detect_actors=not args.no_detect, relations=args.relations).to_dict()
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_document(result))
     return 0
 
@@ -259,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="read the text from a UTF-8 file")
     p.add_argument("--actor", action="append", help='explicit actor with aliases: "Ukraine=Kyiv,Kiev" (repeatable)')
     p.add_argument("--no-detect", action="store_true", help="score only the --actor actors")
+    p.add_argument("--relations", action="store_true", help="also score who supports or opposes whom")
     p.add_argument("--json", action="store_true", help="print the JSON that POST /classify returns")
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")

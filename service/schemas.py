@@ -27,6 +27,7 @@ class ClassifyRequest(BaseModel):
     text: str = Field(description="the document; offsets in the response index into it")
     actors: list[ActorIn] = Field(default_factory=list, description="explicit actors, combined with detection")
     detect_actors: bool = Field(True, description="find named actors with NER; false scores only explicit actors")
+    relations: bool = Field(False, description="also score who supports or opposes whom (holder → target)")
 
 
 class BatchDocument(ClassifyRequest):
@@ -64,6 +65,25 @@ class PairOut(BaseModel):
     mentioned: bool
 
 
+class RelationOut(BaseModel):
+    holder: str
+    target: str
+    label: str
+    scores: dict[str, float]
+    sentence_index: int
+
+
+class RelationSummaryOut(BaseModel):
+    holder: str
+    target: str
+    sentences: list[int]
+    support: int
+    oppose: int
+    neutral: int
+    net: float
+    label: str
+
+
 class SentenceOut(BaseModel):
     index: int
     text: str
@@ -71,6 +91,7 @@ class SentenceOut(BaseModel):
     end: int
     sentiment: Score
     actors: list[PairOut]
+    relations: list[RelationOut] | None = Field(None, description="only with relations: true")
 
 
 class ActorSummaryOut(BaseModel):
@@ -131,6 +152,7 @@ class ClassifyResponse(BaseModel):
     model: ModelRef
     sentences: list[SentenceOut]
     actors: list[ActorSummaryOut]
+    relations: list[RelationSummaryOut] | None = Field(None, description="only with relations: true")
 
 
 class ErrorOut(BaseModel):

@@ -9,14 +9,14 @@ import csv
 import json
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from model.errors import DataFormatError
-from model.labels import NEWSMTSC_POLARITY_TO_STANCE, SENTIMENT_LABELS, STANCE_LABELS
-from model.predictor import PairInput
+from model.labels import NEWSMTSC_POLARITY_TO_STANCE, RELATION_LABELS, SENTIMENT_LABELS, STANCE_LABELS
+from model.predictor import PairInput, RelationInput
 
 FORMATS = ("auto", "newsmtsc", "jsonl", "csv", "parquet", "directed")
 _BUILDERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}
@@ -35,15 +35,23 @@ class SentimentExample:
     label: str
 
 
+@dataclass(frozen=True)
+class RelationExample:
+    relation: RelationInput
+    label: str
+
+
 @dataclass
 class LabelledData:
     stance: list[StanceExample] = field(default_factory=list)
     sentiment: list[SentimentExample] = field(default_factory=list)
+    relations: list[RelationExample] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
     def extend(self, other: LabelledData) -> None:
         self.stance += other.stance
         self.sentiment += other.sentiment
+        self.relations += other.relations
         self.skipped += other.skipped
 
 
@@ -146,6 +154,14 @@ def load_newsmtsc(path: Path) -> LabelledData:
 # Directed-sentiment labels: 0 neutral, 1 p→q positive, 2 q→p positive, 3 p→q negative, 4 q→p negative.
 # As stance toward the entity on the receiving end: praise is support, blame is oppose.
 _DIRECTED_TARGET = {"1": ("q", "support"), "2": ("p", "support"), "3": ("q", "oppose"), "4": ("p", "oppose")}
+# The same labels read as relations for both orders (p → q, q → p).
+_DIRECTED_RELATIONS = {
+    "0": ("neutral", "neutral"),
+    "1": ("support", "neutral"),
+    "2": ("neutral", "support"),
+    "3": ("oppose", "neutral"),
+    "4": ("neutral", "oppose"),
+}
 _BRACKETED = re.compile(r"\[([^\[\]]+)\]")
 
 
@@ -167,9 +183,10 @@ def unbracket(sentence: str) -> tuple[str, list[tuple[int, int]]]:
 
 
 def load_directed(path: Path) -> LabelledData:
-    """Directed-sentiment TSV (sentence, p, q, label) as stance rows toward the praised or blamed entity.
+    """Directed-sentiment TSV (sentence, p, q, label): relation rows for both orders, and stance rows.
 
-    Neutral rows (label 0) say nothing about the sentence's stance toward either entity and are left out.
+    Stance rows go to the praised or blamed entity; neutral rows (label 0) say nothing about the
+    sentence's stance toward either entity and give no stance row.
     """
     data = LabelledData()
     with path.open(encoding="utf-8") as handle:
@@ -180,13 +197,18 @@ def load_directed(path: Path) -> LabelledData:
             sentence, p, q, label = parts
             text, spans = unbracket(sentence)
             names = {"p": p, "q": q}
+            located = {side: tuple(sp for sp in spans if text[sp[0] : sp[1]] == name)[:1] for side, name in names.items()}
+            if label.strip() not in _DIRECTED_RELATIONS:
+                raise DataFormatError(str(path), line, f"unknown label {label!r}; expected 0-4")
+            if located["p"] and located["q"]:
+                forward, backward = _DIRECTED_RELATIONS[label.strip()]
+                for (holder, target), relation in ((("p", "q"), forward), (("q", "p"), backward)):
+                    pair = RelationInput(text, names[holder], located[holder], names[target], located[target])
+                    data.relations.append(RelationExample(pair, relation))
             target = _DIRECTED_TARGET.get(label.strip())
-            if target is None:
-                continue
-            side, stance = target
-            mentions = tuple(span for span in spans if text[span[0] : span[1]] == names[side])
-            if mentions:
-                data.stance.append(StanceExample(PairInput(text, names[side], mentions[:1]), stance))
+            if target is not None and located[target[0]]:
+                side, stance = target
+                data.stance.append(StanceExample(PairInput(text, names[side], located[side]), stance))
     return data
 
 
@@ -210,45 +232,60 @@ def find_mentions(text: str, actor: str) -> tuple[tuple[int, int], ...]:
     return tuple((m.start(), m.end()) for m in pattern.finditer(text))
 
 
+def _label(row: dict[str, Any], key: str, labels: Sequence[str], label_map: dict[str, str], path: Path, line: int) -> str | None:
+    value = row.get(key)
+    if value in (None, ""):
+        return None
+    label = label_map.get(str(value), str(value))
+    if label not in labels:
+        raise DataFormatError(str(path), line, f"field {key!r}: unknown label {value!r}; expected one of {list(labels)}")
+    return label
+
+
+def _name_spans(
+    row: dict[str, Any], text: str, name_key: str, prefix: str, path: Path, line: int
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The named actor of `name_key` and its mention spans: from `<prefix>start/end`, else found literally."""
+    name = row.get(name_key)
+    if not isinstance(name, str) or not name.strip():
+        raise DataFormatError(str(path), line, f"field {name_key!r} is missing or empty")
+    start_key, end_key = f"{prefix}start", f"{prefix}end"
+    start, end = _offset(row.get(start_key), path, line, start_key), _offset(row.get(end_key), path, line, end_key)
+    if (start is None) != (end is None):
+        raise DataFormatError(str(path), line, f"fields {start_key!r} and {end_key!r} must be given together")
+    if start is None or end is None:
+        return name.strip(), find_mentions(text, name)
+    if not 0 <= start < end <= len(text):
+        raise DataFormatError(str(path), line, f"fields '{start_key}'/'{end_key}' ({start}, {end}) are outside the text")
+    mention = row.get(f"{prefix}mention")
+    if mention not in (None, "") and text[start:end] != mention:
+        raise DataFormatError(str(path), line, f"field '{prefix}mention' {mention!r} does not match text[{start}:{end}]")
+    return name.strip(), ((start, end),)
+
+
 def parse_row(row: dict[str, Any], path: Path, line: int, label_map: dict[str, str] | None = None) -> LabelledData:
-    """Validate one row of the project's labelled format into stance and/or sentiment examples."""
+    """Validate one row of the project's labelled format into stance, sentiment and/or relation examples."""
     label_map = label_map or {}
     text = row.get("text")
     if not isinstance(text, str) or not text.strip():
         raise DataFormatError(str(path), line, "field 'text' is missing or empty")
     out = LabelledData()
-    stance, sentiment = row.get("stance"), row.get("sentiment")
-    if stance in (None, "") and sentiment in (None, ""):
+    stance = _label(row, "stance", STANCE_LABELS, label_map, path, line)
+    sentiment = _label(row, "sentiment", SENTIMENT_LABELS, label_map, path, line)
+    relation = _label(row, "relation", RELATION_LABELS, label_map, path, line)
+    if stance is None and sentiment is None and relation is None:
         raise DataFormatError(str(path), line, "row has neither a 'stance' nor a 'sentiment' label")
-    if stance not in (None, ""):
-        label = label_map.get(str(stance), str(stance))
-        if label not in STANCE_LABELS:
-            raise DataFormatError(
-                str(path), line, f"field 'stance': unknown label {stance!r}; expected one of {list(STANCE_LABELS)}"
-            )
-        actor = row.get("actor")
-        if not isinstance(actor, str) or not actor.strip():
+    if stance is not None:
+        if not isinstance(row.get("actor"), str) or not row["actor"].strip():
             raise DataFormatError(str(path), line, "field 'actor' is missing or empty for a stance row")
-        start, end = _offset(row.get("start"), path, line, "start"), _offset(row.get("end"), path, line, "end")
-        if (start is None) != (end is None):
-            raise DataFormatError(str(path), line, "fields 'start' and 'end' must be given together")
-        if start is not None and end is not None:
-            if not 0 <= start < end <= len(text):
-                raise DataFormatError(str(path), line, f"fields 'start'/'end' ({start}, {end}) are outside the text")
-            mention = row.get("mention")
-            if mention not in (None, "") and text[start:end] != mention:
-                raise DataFormatError(str(path), line, f"field 'mention' {mention!r} does not match text[{start}:{end}]")
-            mentions: tuple[tuple[int, int], ...] = ((start, end),)
-        else:
-            mentions = find_mentions(text, actor)
-        out.stance.append(StanceExample(PairInput(text, actor.strip(), mentions), label))
-    if sentiment not in (None, ""):
-        label = label_map.get(str(sentiment), str(sentiment))
-        if label not in SENTIMENT_LABELS:
-            raise DataFormatError(
-                str(path), line, f"field 'sentiment': unknown label {sentiment!r}; expected one of {list(SENTIMENT_LABELS)}"
-            )
-        out.sentiment.append(SentimentExample(text, label))
+        actor, mentions = _name_spans(row, text, "actor", "", path, line)
+        out.stance.append(StanceExample(PairInput(text, actor, mentions), stance))
+    if sentiment is not None:
+        out.sentiment.append(SentimentExample(text, sentiment))
+    if relation is not None:
+        holder, holder_spans = _name_spans(row, text, "holder", "holder_", path, line)
+        target, target_spans = _name_spans(row, text, "target", "target_", path, line)
+        out.relations.append(RelationExample(RelationInput(text, holder, holder_spans, target, target_spans), relation))
     return out
 
 

@@ -265,15 +265,24 @@ def model_card(config: ModelConfig, record: dict[str, Any], metrics: dict[str, A
         "| file | role | licence | sha256 |",
         "|---|---|---|---|",
     ]
-    data = record["data"]
+    data = record.get("data", {})
     for role in ("train", "dev", "sentiment_corpora"):
-        for path in data[role]:
+        for path in data.get(role, []):
             lines.append(f"| `{path}` | {role} | {_licence(path)} | `{data['sha256'][path][:16]}…` |")
     lines += ["", "## Metrics (dev)", "", "| data | head | macro-F1 | accuracy | n |", "|---|---|---|---|---|"]
-    for name, heads in metrics["dev"].items():
+    for name, heads in metrics.get("dev", {}).items():
         for head, report in heads.items():
             lines.append(f"| `{name}` | {head} | {report['macro_f1']:.4f} | {report['accuracy']:.4f} | {report['n']} |")
     for head, cal in metrics.get("calibration", {}).items():
         lines.append(f"\nCalibration ({head}): temperature {cal['temperature']}, ECE {cal['ece_before']} → {cal['ece_after']}.")
-    lines += ["", "## Reproduce", "", "```", " ".join(record["command"]), "```", ""]
+    if "relations" in metrics:
+        rel = metrics["relations"]
+        lines.append(
+            f"\nRelations (holder → target) on {', '.join(record['relations']['data']['dev'])}: "
+            f"macro-F1 {rel['dev']['macro_f1']:.4f}, accuracy {rel['dev']['accuracy']:.4f}, n {rel['dev']['n']}."
+        )
+    lines += ["", "## Reproduce", "", "```", " ".join(record.get("command", []))]
+    if "relations" in record:
+        lines.append(" ".join(record["relations"]["command"]))
+    lines += ["```", ""]
     return "\n".join(lines)
