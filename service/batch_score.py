@@ -56,6 +56,7 @@ class ScoreOptions:
     actors_file: str | None = None
     max_text_chars: int = 100_000
     precision: str = "fp32"
+    relations: bool = False
     force: bool = False
 
     def fingerprint(self, model: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +72,7 @@ class ScoreOptions:
             "actors_file": _file_sha(self.actors_file) if self.actors_file else None,
             "max_text_chars": self.max_text_chars,
             "precision": self.precision,
+            "relations": self.relations,
         }
 
 
@@ -211,13 +213,34 @@ def rows_for(doc_id: str, result: DocumentResult, granularity: str) -> list[dict
     return rows
 
 
+def relation_rows(doc_id: str, result: DocumentResult) -> list[dict[str, Any]]:
+    """One row per (document, sentence, holder → target)."""
+    model = _model_fields(result.model)
+    return [
+        {"doc_id": doc_id, "sentence_index": r.sentence_index, "holder": r.holder, "target": r.target, "relation": r.label,
+         **{f"p_{k}": v for k, v in r.scores.items()}, **model}
+        for s in result.sentences
+        for r in s.relations or ()
+    ]  # fmt: skip
+
+
 def parquet_schema(granularity: str):
-    """The fixed Parquet schema of each granularity (documented in the README)."""
+    """The fixed Parquet schema of each granularity, and of the relations table (documented in the README)."""
     import pyarrow as pa
 
     model = [("model", pa.string()), ("model_version", pa.string())]
     stance_p = [("p_support", pa.float64()), ("p_oppose", pa.float64()), ("p_neutral", pa.float64())]
-    if granularity == "pair":
+    if granularity == "relations":
+        fields = [
+            ("doc_id", pa.string()),
+            ("sentence_index", pa.int64()),
+            ("holder", pa.string()),
+            ("target", pa.string()),
+            ("relation", pa.string()),
+            *stance_p,
+            *model,
+        ]
+    elif granularity == "pair":
         fields = [
             ("doc_id", pa.string()),
             ("sentence_index", pa.int64()),
@@ -307,9 +330,10 @@ def score_chunk(task: tuple[int, list[SourceDoc], ScoreOptions, tuple[ActorSpec,
                 {"id": doc.id, "error": f"text is longer than {options.max_text_chars} characters", "error_type": "too_large"}
             )
         else:
-            todo.append((doc.id, DocumentInput(doc.text, doc.actors + run_actors)))
+            todo.append((doc.id, DocumentInput(doc.text, doc.actors + run_actors, relations=options.relations)))
     results = predictor.predict_documents_safe([d for _, d in todo])
     rows: list[dict[str, Any]] = []
+    relations: list[dict[str, Any]] = []
     sentences = pairs = 0
     for (doc_id, _), result in zip(todo, results, strict=True):
         if isinstance(result, StanceError):
@@ -318,8 +342,11 @@ def score_chunk(task: tuple[int, list[SourceDoc], ScoreOptions, tuple[ActorSpec,
         sentences += len(result.sentences)
         pairs += sum(len(s.actors) for s in result.sentences)
         rows += rows_for(doc_id, result, options.granularity)
+        relations += relation_rows(doc_id, result)
     out = Path(options.out)
     _write_atomic(out / f"part-{index:05d}.errors.jsonl", errors, "jsonl", options.granularity)
+    if options.relations:
+        _write_atomic(out / f"part-{index:05d}.relations.{options.fmt}", relations, options.fmt, "relations")
     _write_atomic(out / f"part-{index:05d}.{options.fmt}", rows, options.fmt, options.granularity)
     return {"chunk": index, "documents": len(documents), "sentences": sentences, "pairs": pairs, "failures": len(errors)}
 
@@ -437,10 +464,11 @@ def merge_errors(out: Path) -> int:
     return count
 
 
-def read_rows(out: Path) -> list[dict[str, Any]]:
-    """Every output row, for tests and small archives."""
+def read_rows(out: Path, table: str = "rows") -> list[dict[str, Any]]:
+    """Every output row (`table` "rows") or relation row ("relations"), for tests and small archives."""
     rows: list[dict[str, Any]] = []
-    for part in sorted(p for p in out.glob("part-*") if not p.name.endswith(".errors.jsonl")):
+    parts = [p for p in out.glob("part-*") if not p.name.endswith(".errors.jsonl") and not p.name.startswith(".")]
+    for part in sorted(p for p in parts if (".relations." in p.name) == (table == "relations")):
         if part.suffix == ".parquet":
             import pyarrow.parquet as pq
 

@@ -226,6 +226,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         actors_file=args.actors_file,
         precision=args.precision,
+        relations=args.relations,
         force=args.force,
     )
     model_dir = Path(args.model) if args.model else default_model_path()
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="local", choices=["local", "ray"])
     p.add_argument("--ray-address")
     p.add_argument("--force", action="store_true", help="start over when the output was written with other settings")
+    p.add_argument("--relations", action="store_true", help="also write a relations table (part-*.relations.*)")
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.set_defaults(func=cmd_score)

@@ -53,3 +53,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_relation_predictor():
+    """The tiny predictor with an (untrained) relation head."""
+    from model.labels import RELATION_LABELS
+
+    predictor = build_tiny_predictor(seed=1)
+    predictor.add_relation_head(RELATION_LABELS)
+    predictor.network.eval()
+    return predictor

@@ -256,3 +256,24 @@ def test_serve_refuses_a_corrupt_model(tiny_model_dir, tmp_path, capsys):
     (broken / "weights.safetensors").write_bytes(b"truncated")
     assert main(["serve", "--model", str(broken), "--port", "1"]) == 3
     assert capsys.readouterr().err.startswith(f"error: cannot load model: {broken / 'weights.safetensors'} is corrupt: sha256 ")
+
+
+def test_relations_on_request(tiny_relation_predictor, tiny_model_dir, client):
+    app = create_app(Settings(model_dir=tiny_model_dir), predictor=tiny_relation_predictor)
+    text = "Moscow blamed Kyiv for the attack. Acme Corp grew."
+    actors = [{"name": "Russia", "aliases": ["Moscow"]}, {"name": "Ukraine", "aliases": ["Kyiv"]}]
+    with TestClient(app) as c:
+        body = c.post("/classify", json={"text": text, "actors": actors, "detect_actors": False, "relations": True}).json()
+        plain = c.post("/classify", json={"text": text, "actors": actors, "detect_actors": False}).json()
+    pairs = {(r["holder"], r["target"]) for r in body["sentences"][0]["relations"]}
+    assert pairs == {("Russia", "Ukraine"), ("Ukraine", "Russia")}
+    assert body["sentences"][1]["relations"] == []
+    assert {(r["holder"], r["target"]) for r in body["relations"]} == pairs
+    assert "relations" not in plain and "relations" not in plain["sentences"][0]
+    # A model without a relation head says so.
+    response = client.post("/classify", json={"text": text, "relations": True})
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "this model has no relation head; relations are not available",
+        "error_type": "invalid_input",
+    }

@@ -164,3 +164,21 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
 def test_missing_input_and_ray_engine(tiny_model_dir, tmp_path, capsys):
     assert main(["score", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o"), "--model", str(tiny_model_dir)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope.jsonl'}: input not found\n"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_relations_table(tiny_relation_predictor, tmp_path, fmt):
+    model_dir = tmp_path / "relation-model"
+    tiny_relation_predictor.save(model_dir)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"id": "r1", "text": "Moscow blamed Kyiv.", "actors": ["Russia=Moscow", "Ukraine=Kyiv"]}) + "\n")
+    run(
+        ScoreOptions(inputs=(str(docs),), out=str(tmp_path / "out"), fmt=fmt, relations=True),
+        model_dir,
+        log=open(os.devnull, "w"),
+    )
+    relations = read_rows(tmp_path / "out", "relations")
+    assert {(r["holder"], r["target"]) for r in relations} >= {("Russia", "Ukraine"), ("Ukraine", "Russia")}
+    assert set(relations[0]) == {"doc_id", "sentence_index", "holder", "target", "relation", "p_support", "p_oppose", "p_neutral",
+                                 "model", "model_version"}  # fmt: skip
+    assert all("holder" not in r for r in read_rows(tmp_path / "out"))
