@@ -2,6 +2,7 @@
 
 import csv
 import gzip
+import io
 import json
 import os
 import signal
@@ -46,7 +47,7 @@ def write_inputs(folder: Path) -> dict[str, Path]:
 
 def score(tiny_model_dir, out: Path, *inputs: Path, **kw) -> dict:
     options = ScoreOptions(inputs=tuple(map(str, inputs)), out=str(out), **kw)
-    return run(options, tiny_model_dir, log=open(os.devnull, "w"))
+    return run(options, tiny_model_dir, log=io.StringIO())
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "gz", "csv", "parquet", "txt"])
@@ -175,7 +176,7 @@ def test_relations_table(tiny_relation_predictor, tmp_path, fmt):
     run(
         ScoreOptions(inputs=(str(docs),), out=str(tmp_path / "out"), fmt=fmt, relations=True),
         model_dir,
-        log=open(os.devnull, "w"),
+        log=io.StringIO(),
     )
     relations = read_rows(tmp_path / "out", "relations")
     assert {(r["holder"], r["target"]) for r in relations} >= {("Russia", "Ukraine"), ("Ukraine", "Russia")}
