@@ -40,13 +40,6 @@ def balance(examples: Sequence[RelationExample], neutral_per_other: float, seed:
     return others + random.Random(seed).sample(neutral, keep)
 
 
-def evaluate_relations(predictor: StancePredictor, examples: Sequence[RelationExample]) -> dict[str, Any]:
-    labels = predictor.config.relation_labels
-    probs = predictor.relation_probabilities([e.relation for e in examples])
-    gold = [labels.index(e.label) for e in examples]
-    return classification_report(gold, probs.argmax(-1).tolist(), labels)
-
-
 def train_relation_head(
     predictor: StancePredictor,
     train: Sequence[RelationExample],

@@ -75,23 +75,25 @@ def _freeze_word_embeddings(predictor: StancePredictor) -> None:
     weight.register_hook(lambda grad: grad * mask)
 
 
+def _report(
+    logits: torch.Tensor, examples: Sequence[Any], labels: Sequence[str]
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    gold = torch.tensor([labels.index(e.label) for e in examples], dtype=torch.long)
+    return classification_report(gold.tolist(), logits.argmax(-1).tolist(), labels), logits, gold
+
+
 def evaluate_stance(
     predictor: StancePredictor, examples: Sequence[StanceExample]
 ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
     """Report, raw logits and gold indices for stance examples."""
-    labels = predictor.config.stance_labels
-    logits = predictor.stance_logits([e.pair for e in examples])
-    gold = torch.tensor([labels.index(e.label) for e in examples], dtype=torch.long)
-    return classification_report(gold.tolist(), logits.argmax(-1).tolist(), labels), logits, gold
+    return _report(predictor.stance_logits([e.pair for e in examples]), examples, predictor.config.stance_labels)
 
 
 def evaluate_sentiment(
     predictor: StancePredictor, examples: Sequence[SentimentExample]
 ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
-    labels = predictor.config.sentiment_labels
-    logits = predictor.sentiment_logits([e.text for e in examples])
-    gold = torch.tensor([labels.index(e.label) for e in examples], dtype=torch.long)
-    return classification_report(gold.tolist(), logits.argmax(-1).tolist(), labels), logits, gold
+    """Report, raw logits and gold indices for sentiment examples."""
+    return _report(predictor.sentiment_logits([e.text for e in examples]), examples, predictor.config.sentiment_labels)
 
 
 def train(
