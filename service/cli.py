@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -332,12 +333,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
+    if args.command in ("train", "score") and argv is None:
+        # SIGTERM unwinds like Ctrl-C, so temporary files are removed and no half-written output is left.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except DataFormatError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -109,3 +109,55 @@ def test_label_map_and_parquet(capsys, tiny_model_dir, tmp_path):
     record = json.loads((out / "training.json").read_text())
     assert record["data"]["label_map"] == {"favor": "support", "against": "oppose", "none": "neutral"}
     assert json.loads((out / "metrics.json").read_text())["dev"]["held-out 10% of the training data"]["stance"]["n"] == 3
+
+
+def test_failed_save_leaves_the_previous_model_untouched(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from model import io
+
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def broken(path, packed):
+        path.write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "save_weights", broken)
+    args = [
+        "train",
+        "--from",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--data",
+        str(EXAMPLES / "labelled.jsonl"),
+    ]
+    assert main(args) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_sigterm_during_training_writes_nothing(tiny_model_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "big.jsonl"
+    data.write_text((EXAMPLES / "labelled.jsonl").read_text() * 50, encoding="utf-8")
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "service.cli", "train", "--from", str(tiny_model_dir), "--out", str(out),
+               "--epochs", "50", "--batch-size", "2", "--data", str(data)]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # wait until it is training
+        if line.startswith("training on"):
+            break
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
