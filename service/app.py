@@ -60,7 +60,13 @@ STATUS: dict[type[StanceError], int] = {
     ComputeBudgetError: 503,
     ModelLoadError: 422,  # only a reload reaches the client with this; at start-up /ready says not_ready
 }
-ERRORS = {code: {"model": ErrorOut} for code in (413, 422, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (413, 422, 503)}
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 404, 413, 422, 503)}
+KEYED_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {"model": FeedbackOut, "description": "already stored"},
+    401: {"model": ErrorOut},
+}
 
 
 def error_body(message: str, error_type: str) -> dict[str, str]:
@@ -359,7 +365,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise StarletteHTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
-    @app.post("/admin/reload", responses=ERRORS, summary="load another model folder, or re-read the configured one")
+    @app.post("/admin/reload", responses=ADMIN_ERRORS, summary="load another model folder, or re-read the configured one")
     async def reload(request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
         require_key(request, admin=True)
         folder = Path(body.model_dir) if body and body.model_dir else state.model_dir
@@ -372,7 +378,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
             "model_dir": str(folder),
         }
 
-    @app.post("/feedback", status_code=201, response_model=FeedbackOut, responses=ERRORS, summary="store a correction")
+    @app.post("/feedback", status_code=201, response_model=FeedbackOut, responses=KEYED_ERRORS, summary="store a correction")
     async def feedback(body: FeedbackRequest, request: Request, response: Response) -> dict[str, Any]:
         require_key(request, admin=False)
         row = body.model_dump()
