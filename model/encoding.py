@@ -53,7 +53,7 @@ class PairEncoder:
         """Token ids and character offsets of `text`, without special tokens (memoised)."""
         hit = self._cache.get(text)
         if hit is None:
-            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
             hit = (list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]])
             if len(self._cache) > 50_000:
                 self._cache.clear()
