@@ -2,7 +2,8 @@
 
 Scores the same synthetic 400-word articles, interleaved and repeated, three ways: the default model with its
 relation head stripped (the path before relations existed), the same model with relations off, and relations on.
-Reports median documents/s. Writes benchmarks/results/relations_speed.json.
+Modes run in a shuffled order each round, after one untimed warm-up round. Reports median documents/s.
+Writes benchmarks/results/relations_speed.json.
 
     .venv/bin/python benchmarks/relations_speed.py [--articles 20] [--repeats 3]
 """
@@ -38,16 +39,18 @@ def main() -> None:
     predictor = StancePredictor.load(default_model_path())
     stripped = StancePredictor.load(default_model_path())
     stripped.network.relation_head, stripped.config.relation_labels = None, []
-    for p in (predictor, stripped):
-        p.predict(texts[0])  # warm-up: spaCy and torch
     timings: dict[str, list[float]] = {"no_relation_head": [], "off": [], "on": []}
     counts: dict[str, int] = {}
-    for _ in range(args.repeats):
-        for mode in timings:
+    order = random.Random(5)
+    for repeat in range(args.repeats + 1):  # the first round warms up spaCy, torch and caches, and is not timed
+        modes = list(timings)
+        order.shuffle(modes)
+        for mode in modes:
             documents = [DocumentInput(t, relations=mode == "on") for t in texts]
             started = time.perf_counter()
             results = (stripped if mode == "no_relation_head" else predictor).predict_documents(documents)
-            timings[mode].append(time.perf_counter() - started)
+            if repeat:
+                timings[mode].append(time.perf_counter() - started)
             counts[mode] = sum(len(s.relations or ()) for r in results for s in r.sentences)
     out = {
         "articles": args.articles,

@@ -1,8 +1,9 @@
 """Service latency and throughput: one client at a time against 16 concurrent clients, in the same run.
 
-Starts `stance serve` on a free loopback port, waits for /ready, then sends a 600-word article:
-sequentially (p50/p95 latency, documents/s) and from 16 concurrent clients (documents/s).
-Writes benchmarks/results/service.json.
+Starts `stance serve` on a free loopback port, waits for /ready, then sends 600-word articles, each request a
+different article (so the service's deduplication of identical sentences does not flatter the figures):
+sequentially (p50/p95 latency, documents/s) and from 16 concurrent clients (documents/s), the same articles
+in both modes. Writes benchmarks/results/service.json.
 
     .venv/bin/python benchmarks/service.py [--requests 40] [--model DIR]
 """
@@ -41,14 +42,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_clients(url: str, text: str, clients: int, total: int) -> tuple[float, list[float]]:
+async def run_clients(url: str, texts: list[str], clients: int) -> tuple[float, list[float]]:
     latencies: list[float] = []
-    remaining = total
+    queue = list(reversed(texts))
 
     async def client(c: httpx.AsyncClient) -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
+        while queue:
+            text = queue.pop()
             started = time.perf_counter()
             response = await c.post(f"{url}/classify", json={"text": text})
             response.raise_for_status()
@@ -67,7 +67,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
 
-    text = article(random.Random(7), words=600)
+    rng = random.Random(7)
+    texts = [article(rng, words=600) for _ in range(args.requests + 1)]
+    warm_text, texts = texts[0], texts[1:]
     port = free_port()
     command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
     if args.model:
@@ -85,15 +87,16 @@ def main() -> None:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("server did not become ready")
             time.sleep(0.2)
-        warm = httpx.post(f"{url}/classify", json={"text": text}, timeout=300).json()
+        warm = httpx.post(f"{url}/classify", json={"text": warm_text}, timeout=300).json()
         pairs = sum(len(s["actors"]) for s in warm["sentences"])
-        seq_time, seq_lat = asyncio.run(run_clients(url, text, 1, args.requests))
-        conc_time, conc_lat = asyncio.run(run_clients(url, text, args.clients, args.requests))
+        seq_time, seq_lat = asyncio.run(run_clients(url, texts, 1))
+        conc_time, conc_lat = asyncio.run(run_clients(url, texts, args.clients))
     finally:
         server.terminate()
         server.wait(30)
     result = {
-        "article": {"words": len(text.split()), "sentences": len(warm["sentences"]), "pairs": pairs},
+        "article": {"words": len(warm_text.split()), "sentences": len(warm["sentences"]), "pairs": pairs},
+        "distinct_articles": len(texts),
         "requests_per_mode": args.requests,
         "one_client": {
             "latency_p50_ms": round(statistics.median(seq_lat) * 1000, 1),

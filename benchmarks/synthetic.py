@@ -67,10 +67,11 @@ FILLER = [
 
 
 def sentence(rng: random.Random) -> str:
+    """One sentence; a number makes repeats across articles rare, so deduplication does not flatter a benchmark."""
     if rng.random() < 0.2:
-        return rng.choice(FILLER)
+        return rng.choice(FILLER)[:-1] + f", {rng.randint(2, 98)} officials said."
     a, b = rng.sample(ACTORS, 2)
-    text = f"{a} {rng.choice(VERBS)} {b} {rng.choice(TAILS)}."
+    text = f"{a} {rng.choice(VERBS)} {b} {rng.choice(TAILS)}, {rng.randint(2, 9999)} days after the vote."
     return text[0].upper() + text[1:]
 
 

@@ -7,14 +7,27 @@ from typing import Any
 
 import torch
 
+from model.errors import InvalidInputError
 from model.predictor import StancePredictor
 from training.data import LabelledData, load_file
+from training.metrics import classification_report
 from training.trainer import evaluate_sentiment, evaluate_stance
 
 
 def evaluate_data(predictor: StancePredictor, data: LabelledData, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """{"stance": report | None, "sentiment": report | None}; misclassified items are appended to `errors`."""
+    """{"stance": report | None, "sentiment": report | None, "relations": report (when the data has relation rows)}.
+
+    Misclassified stance and sentiment items are appended to `errors`.
+    """
     out: dict[str, Any] = {"stance": None, "sentiment": None}
+    if data.relations:
+        labels = predictor.config.relation_labels
+        if not labels:
+            raise InvalidInputError("the data has relation rows but this model has no relation head")
+        probs = predictor.relation_probabilities([e.relation for e in data.relations])
+        out["relations"] = classification_report(
+            [labels.index(e.label) for e in data.relations], probs.argmax(-1).tolist(), labels
+        )
     heads = (
         ("stance", data.stance, evaluate_stance, predictor.config.stance_labels),
         ("sentiment", data.sentiment, evaluate_sentiment, predictor.config.sentiment_labels),

@@ -21,7 +21,7 @@ from training.config import TrainConfig
 from training.data import LabelledData, load_file, load_sst2, load_tweeteval
 from training.evaluate import evaluate_data
 from training.metrics import expected_calibration_error, fit_temperature
-from training.trainer import Log, _stderr, evaluate_sentiment, evaluate_stance, train
+from training.trainer import Log, TrainResult, _stderr, evaluate_sentiment, evaluate_stance, train
 
 
 @dataclass
@@ -55,7 +55,7 @@ def stratified_split(data: LabelledData, fraction: float, seed: int) -> tuple[La
     """Hold out `fraction` of each stance and sentiment class (seeded)."""
     rng = random.Random(seed)
     train, dev = LabelledData(), LabelledData()
-    for kind in ("stance", "sentiment"):
+    for kind in ("stance", "sentiment", "relations"):
         by_label: dict[str, list[Any]] = {}
         for example in getattr(data, kind):
             by_label.setdefault(example.label, []).append(example)
@@ -139,7 +139,7 @@ def load_training_data(
         log(f"skipped {len(train_data.skipped)} invalid rows; first: {train_data.skipped[0]}")
     for path in spec.sentiment_corpora:
         train_data.extend(load_sentiment_corpus(Path(path), spec.sst2_limit, seed)[0])
-    if not train_data.stance and not train_data.sentiment:
+    if not train_data.stance and not train_data.sentiment and not train_data.relations:
         raise DataFormatError(", ".join(spec.train), None, "no training rows")
     if not spec.dev:
         skipped = train_data.skipped
@@ -213,13 +213,23 @@ def train_model(
         f"dev {len(dev_data.stance)} / {len(dev_data.sentiment)}"
     )
     predictor = start_predictor(start, config, name, version)
-    result = train(predictor, train_data, dev_data, config, spec.sentiment_per_epoch, log)
+    result = TrainResult()
+    if train_data.stance or train_data.sentiment:
+        result = train(predictor, train_data, dev_data, config, spec.sentiment_per_epoch, log)
     metrics = {
         "best_epoch": result.best_epoch,
         "history": result.history,
         "skipped_rows": len(train_data.skipped),
         **calibrate_and_measure(predictor, dev_data, dev_sets, log),
     }
+    if train_data.relations:
+        from training.relations import train_relation_head
+
+        if not dev_data.relations:
+            raise DataFormatError(
+                ", ".join(spec.dev), None, "relation rows in the training data need relation rows in the dev set"
+            )
+        metrics["relations"] = train_relation_head(predictor, train_data.relations, dev_data.relations, seed=config.seed, log=log)
     record = {
         "command": list(command) if command is not None else sys.argv,
         "start": start,

@@ -80,3 +80,25 @@ def test_relation_rows_in_the_labelled_format(tmp_path):
     (example,) = load_file(path).relations
     assert example.label == "oppose"
     assert example.relation.holder_mentions == ((0, 6),) and example.relation.target_mentions == ((14, 18),)
+
+
+def test_stance_train_and_evaluate_read_relation_rows(tiny_relation_predictor, tmp_path, capsys):
+    from service.cli import main as cli
+
+    start = tmp_path / "start"
+    tiny_relation_predictor.save(start)
+    rows = []
+    for holder, target, label in [("Moscow", "Kyiv", "oppose"), ("Kyiv", "Moscow", "neutral"), ("Paris", "Kyiv", "support")] * 4:
+        rows.append({"text": f"{holder} spoke about {target} today.", "holder": holder, "target": target, "relation": label})
+    data = tmp_path / "rel.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "trained"
+    assert cli(["train", "--from", str(start), "--data", str(data), "--out", str(out), "--epochs", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["relations"]["dev"]["n"] == 3
+    capsys.readouterr()
+    assert cli(["evaluate", "--data", str(data), "--model", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["stance"] is None and report["sentiment"] is None
+    assert set(report["relations"]) == {"macro_f1", "accuracy", "per_class", "confusion", "labels", "n"}
+    assert report["relations"]["n"] == 12

@@ -111,3 +111,24 @@ def test_soup_averages_like_models(tiny_model_dir, tmp_path):
     name = "stance_head.weight"
     assert torch.allclose(s[name], ((a[name] + b[name]) / 2).half().float(), atol=1e-3)
     assert json.loads((tmp_path / "soup" / "training.json").read_text())["command"] == ["python", "-m", "training.soup"]
+
+
+def test_stance_only_data_leaves_the_sentiment_head_alone(tiny_model_dir, tmp_path):
+    import torch
+
+    rows = [json.loads(line) for line in (EXAMPLES / "labelled.jsonl").read_text().splitlines()]
+    stance_only = tmp_path / "stance.jsonl"
+    stance_only.write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "sentiment"}) + "\n" for r in rows if "stance" in r)
+    )
+    train_model(
+        DataSpec(train=[str(stance_only)]),
+        TrainConfig(epochs=1, batch_size=4),
+        tmp_path / "m",
+        start=str(tiny_model_dir),
+        command=[],
+    )
+    before = StancePredictor.load(tiny_model_dir).network.state_dict()
+    after = StancePredictor.load(tmp_path / "m").network.state_dict()
+    assert torch.equal(before["sentiment_head.weight"], after["sentiment_head.weight"])
+    assert not torch.equal(before["stance_head.weight"], after["stance_head.weight"])
