@@ -83,6 +83,6 @@ def test_relation_head_is_shipped_and_measured(real):
     metrics = json.loads((default_model_path() / "metrics.json").read_text())
     assert metrics["relations"]["dev"]["n"] == 2914
     assert metrics["relations"]["dev"]["macro_f1"] > 0.7
-    result = real.predict("Moscow blamed Kyiv for the attack.", [ActorSpec("Russia", ("Moscow",)), ActorSpec("Ukraine", ("Kyiv",))],
-                          detect_actors=False, relations=True).to_dict()  # fmt: skip
+    actors = [ActorSpec("Russia", ("Moscow",)), ActorSpec("Ukraine", ("Kyiv",))]
+    result = real.predict("Moscow blamed Kyiv for the attack.", actors, detect_actors=False, relations=True).to_dict()
     assert {(r["holder"], r["target"]) for r in result["relations"]} == {("Russia", "Ukraine"), ("Ukraine", "Russia")}
