@@ -12,6 +12,9 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+STANCE_POOLINGS = ("sentence+actor", "actor")
+
+
 def relation_head(hidden: int, n_relation: int, dropout: float) -> nn.Module:
     """Relations read the target's stance pass: [sentence; target markers; holder tokens] → labels."""
     return nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_relation))
@@ -26,12 +29,24 @@ class StanceNetwork(nn.Module):
     sentence-transformers base encoder was trained.
     """
 
-    def __init__(self, encoder: nn.Module, n_stance: int, n_sentiment: int, dropout: float = 0.1, n_relation: int = 0) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_stance: int,
+        n_sentiment: int,
+        dropout: float = 0.1,
+        n_relation: int = 0,
+        stance_pooling: str = "sentence+actor",
+    ) -> None:
         super().__init__()
+        if stance_pooling not in STANCE_POOLINGS:
+            raise ValueError(f"stance_pooling must be one of {STANCE_POOLINGS}")
         self.encoder = encoder
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
-        self.stance_head = nn.Linear(2 * hidden, n_stance)
+        # "actor" reads only the actor's markers, so a sentence's overall tone bleeds less into every actor in it.
+        self.with_sentence = stance_pooling == "sentence+actor"
+        self.stance_head = nn.Linear((2 if self.with_sentence else 1) * hidden, n_stance)
         self.sentiment_head = nn.Linear(hidden, n_sentiment)
         self.relation_head = relation_head(hidden, n_relation, dropout) if n_relation else None
 
@@ -41,9 +56,10 @@ class StanceNetwork(nn.Module):
 
     def stance_logits(self, input_ids, attention_mask, token_type_ids, focus_mask) -> torch.Tensor:
         hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        sentence = masked_mean(hidden, attention_mask)
         actor = masked_mean(hidden, focus_mask)
-        return self.stance_head(self.dropout(torch.cat([sentence, actor], dim=-1)))
+        if self.with_sentence:
+            actor = torch.cat([masked_mean(hidden, attention_mask), actor], dim=-1)
+        return self.stance_head(self.dropout(actor))
 
     def relation_features(self, input_ids, attention_mask, token_type_ids, focus_mask, other_mask) -> torch.Tensor:
         """[sentence; target markers; holder tokens] from the target's marked stance pass."""

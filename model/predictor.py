@@ -48,6 +48,7 @@ class ModelConfig:
     name: str = "actor-stance"
     version: str = "0.0.0"
     input_format: str = "markers"
+    stance_pooling: str = "sentence+actor"
     max_length: int = 128
     dropout: float = 0.1
     stance_labels: list[str] = field(default_factory=lambda: list(STANCE_LABELS))
@@ -130,9 +131,7 @@ class StancePredictor:
     ) -> StancePredictor:
         """A predictor with fresh heads on `encoder`; marker rows start as copies of '[' and ']'."""
         config.encoder = encoder.config.to_diff_dict()
-        network = StanceNetwork(
-            encoder, len(config.stance_labels), len(config.sentiment_labels), config.dropout, len(config.relation_labels)
-        )
+        network = _network(encoder, config)
         emb = encoder.embeddings.word_embeddings.weight
         with torch.no_grad():
             for marker, like in zip(MARKER_TOKENS, ("[", "]"), strict=True):
@@ -217,9 +216,7 @@ class StancePredictor:
             encoder = BertModel(BertConfig(**config.encoder), add_pooling_layer=False)
         except (OSError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"cannot build the model from {folder}: {exc}") from exc
-        network = StanceNetwork(
-            encoder, len(config.stance_labels), len(config.sentiment_labels), config.dropout, len(config.relation_labels)
-        )
+        network = _network(encoder, config)
         base = _base_state(config.base_model) if config.base_model else None
         predictor = cls(network, tokenizer, config)
         state = io.unpack_state(io.load_weights(folder / io.WEIGHTS_FILE), base, predictor.marker_rows)
@@ -407,6 +404,17 @@ class StancePredictor:
     def _prediction(probs: list[float], labels: Sequence[str]) -> Prediction:
         best = max(range(len(labels)), key=lambda i: probs[i])
         return Prediction(labels[best], {label: round(p, 4) for label, p in zip(labels, probs, strict=True)})
+
+
+def _network(encoder: BertModel, config: ModelConfig) -> StanceNetwork:
+    return StanceNetwork(
+        encoder,
+        len(config.stance_labels),
+        len(config.sentiment_labels),
+        config.dropout,
+        len(config.relation_labels),
+        config.stance_pooling,
+    )
 
 
 _BASE_CACHE: dict[str, dict[str, torch.Tensor]] = {}

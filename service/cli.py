@@ -156,6 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(
             input_format=args.input_format,
+            stance_pooling=args.stance_pooling,
             epochs=args.epochs,
             lr=args.lr,
             batch_size=args.batch_size,
@@ -293,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--input-format", default="markers", choices=["markers", "pair", "markers+pair"])
+    p.add_argument(
+        "--stance-pooling",
+        default="sentence+actor",
+        choices=["sentence+actor", "actor"],
+        help="what the stance head reads: the pooled sentence and the actor's markers, or the markers alone",
+    )
     p.add_argument("--layer-decay", type=float, default=1.0)
     p.add_argument("--sentiment-weight", type=float, default=0.5)
     p.add_argument("--sentiment-per-epoch", type=int, default=None)

@@ -13,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def build_tiny_predictor(input_format: str = "markers", seed: int = 0):
+def build_tiny_predictor(input_format: str = "markers", seed: int = 0, stance_pooling: str = "sentence+actor"):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -32,7 +32,9 @@ def build_tiny_predictor(input_format: str = "markers", seed: int = 0):
         ),
         add_pooling_layer=False,
     )
-    config = ModelConfig(name="tiny-test", version="0.0.1", input_format=input_format, max_length=64)
+    config = ModelConfig(
+        name="tiny-test", version="0.0.1", input_format=input_format, max_length=64, stance_pooling=stance_pooling
+    )
     return StancePredictor.from_encoder(encoder, tokenizer, config)
 
 

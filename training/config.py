@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from model.encoding import INPUT_FORMATS
+from model.network import STANCE_POOLINGS
 
 
 @dataclass
@@ -13,6 +14,7 @@ class TrainConfig:
     """Hyperparameters of one training run. Invalid values raise ValueError at construction."""
 
     input_format: str = "markers"
+    stance_pooling: str = "sentence+actor"
     max_length: int = 128
     epochs: int = 3
     lr: float = 5e-5
@@ -30,6 +32,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = {
             "input_format": self.input_format in INPUT_FORMATS,
+            "stance_pooling": self.stance_pooling in STANCE_POOLINGS,
             "max_length": 16 <= self.max_length <= 512,
             "epochs": self.epochs >= 1,
             "lr": 0 < self.lr < 1,

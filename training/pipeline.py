@@ -52,7 +52,7 @@ def load_sentiment_corpus(path: Path, sst2_limit: int | None, seed: int) -> tupl
 
 
 def stratified_split(data: LabelledData, fraction: float, seed: int) -> tuple[LabelledData, LabelledData]:
-    """Hold out `fraction` of each stance and sentiment class (seeded)."""
+    """Hold out `fraction` of each stance, sentiment and relation class (seeded)."""
     rng = random.Random(seed)
     train, dev = LabelledData(), LabelledData()
     for kind in ("stance", "sentiment", "relations"):
@@ -100,7 +100,12 @@ def start_predictor(start: str, config: TrainConfig, name: str, version: str) ->
     if start == "base":
         return StancePredictor.from_base(
             ModelConfig(
-                name=name, version=version, input_format=config.input_format, max_length=config.max_length, dropout=config.dropout
+                name=name,
+                version=version,
+                input_format=config.input_format,
+                stance_pooling=config.stance_pooling,
+                max_length=config.max_length,
+                dropout=config.dropout,
             )
         )
     from model import default_model_path
@@ -287,8 +292,9 @@ def model_card(config: ModelConfig, record: dict[str, Any], metrics: dict[str, A
         lines.append(f"\nCalibration ({head}): temperature {cal['temperature']}, ECE {cal['ece_before']} → {cal['ece_after']}.")
     if "relations" in metrics:
         rel = metrics["relations"]
+        where = ", ".join(record.get("relations", {}).get("data", {}).get("dev", [])) or "the dev data"
         lines.append(
-            f"\nRelations (holder → target) on {', '.join(record['relations']['data']['dev'])}: "
+            f"\nRelations (holder → target) on {where}: "
             f"macro-F1 {rel['dev']['macro_f1']:.4f}, accuracy {rel['dev']['accuracy']:.4f}, n {rel['dev']['n']}."
         )
     lines += ["", "## Reproduce", "", "```", " ".join(record.get("command", []))]

@@ -106,3 +106,15 @@ def test_int8_path_agrees_with_fp32_on_the_tiny_model(tiny_model_dir):
     assert torch.allclose(fp32.stance_probabilities(pairs), int8.stance_probabilities(pairs), atol=0.05)
     with pytest.raises(InvalidInputError, match="precision must be one of"):
         StancePredictor.load(tiny_model_dir, precision="int4")
+
+
+def test_actor_only_stance_pooling_round_trips(tmp_path):
+    from conftest import build_tiny_predictor
+
+    predictor = build_tiny_predictor(stance_pooling="actor")
+    assert predictor.network.stance_head.in_features == 32
+    predictor.save(tmp_path / "actor")
+    loaded = StancePredictor.load(tmp_path / "actor")
+    assert loaded.config.stance_pooling == "actor"
+    pairs = [PairInput("Trump praised Acme.", "Acme", ((14, 18),))]
+    assert torch.allclose(loaded.stance_logits(pairs), predictor.stance_logits(pairs), atol=1e-2)
