@@ -90,28 +90,16 @@ def test_label_map_and_parquet(capsys, tiny_model_dir, tmp_path):
     path = tmp_path / "mine.parquet"
     datasets.Dataset.from_list(rows).to_parquet(str(path))
     out = tmp_path / "m"
-    code = main(
-        [
-            "train",
-            "--from",
-            str(tiny_model_dir),
-            "--out",
-            str(out),
-            "--epochs",
-            "1",
-            "--data",
-            str(path),
-            "--label-map",
-            "support=favor,oppose=against,neutral=none",
-        ]
+    code, err = train(
+        capsys, tiny_model_dir, out, "--data", str(path), "--label-map", "support=favor,oppose=against,neutral=none"
     )
-    assert code == 0, capsys.readouterr().err
+    assert code == 0, err
     record = json.loads((out / "training.json").read_text())
     assert record["data"]["label_map"] == {"favor": "support", "against": "oppose", "none": "neutral"}
     assert json.loads((out / "metrics.json").read_text())["dev"]["held-out 10% of the training data"]["stance"]["n"] == 3
 
 
-def test_failed_save_leaves_the_previous_model_untouched(tiny_model_dir, tmp_path, monkeypatch):
+def test_failed_save_leaves_the_previous_model_untouched(capsys, tiny_model_dir, tmp_path, monkeypatch):
     import shutil
 
     from model import io
@@ -125,18 +113,7 @@ def test_failed_save_leaves_the_previous_model_untouched(tiny_model_dir, tmp_pat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(io, "save_weights", broken)
-    args = [
-        "train",
-        "--from",
-        str(tiny_model_dir),
-        "--out",
-        str(out),
-        "--epochs",
-        "1",
-        "--data",
-        str(EXAMPLES / "labelled.jsonl"),
-    ]
-    assert main(args) == 130
+    assert train(capsys, tiny_model_dir, out, "--data", str(EXAMPLES / "labelled.jsonl"))[0] == 130
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
