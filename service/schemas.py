@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The response is the predictor's own result types (dataclasses), so the API schema cannot drift from them.
+from model.results import ActorSummary, RelationSummary, SentenceResult
+
 ARTICLE = "Senate Passes Climate Bill\nThe senator praised Acme Corp for its generosity. Critics blamed Globex for the delays."
 
 
@@ -45,64 +48,6 @@ class BatchRequest(BaseModel):
         },
     )
     documents: list[dict[str, Any]] = Field(description="objects with id, text, and optional actors and detect_actors")
-
-
-class Score(BaseModel):
-    label: str
-    scores: dict[str, float]
-
-
-class MentionOut(BaseModel):
-    text: str
-    start: int
-    end: int
-
-
-class PairOut(BaseModel):
-    actor: str
-    mentions: list[MentionOut]
-    stance: Score
-    mentioned: bool
-
-
-class RelationOut(BaseModel):
-    holder: str
-    target: str
-    label: str
-    scores: dict[str, float]
-    sentence_index: int
-
-
-class RelationSummaryOut(BaseModel):
-    holder: str
-    target: str
-    sentences: list[int]
-    support: int
-    oppose: int
-    neutral: int
-    net: float
-    label: str
-
-
-class SentenceOut(BaseModel):
-    index: int
-    text: str
-    start: int
-    end: int
-    sentiment: Score
-    actors: list[PairOut]
-    relations: list[RelationOut] | None = Field(None, description="only with relations: true")
-
-
-class ActorSummaryOut(BaseModel):
-    actor: str
-    type: str
-    mentions: int
-    support: int
-    oppose: int
-    neutral: int
-    net: float
-    label: str
 
 
 class ModelRef(BaseModel):
@@ -150,9 +95,9 @@ class ClassifyResponse(BaseModel):
         }
     )
     model: ModelRef
-    sentences: list[SentenceOut]
-    actors: list[ActorSummaryOut]
-    relations: list[RelationSummaryOut] | None = Field(None, description="only with relations: true")
+    sentences: list[SentenceResult]
+    actors: list[ActorSummary]
+    relations: list[RelationSummary] | None = Field(None, description="only with relations: true")
 
 
 class ErrorOut(BaseModel):
