@@ -144,7 +144,7 @@ def train(
             lengths = [len(sentiment_items[i].input_ids) for i in chosen]
             jobs += [("sentiment", [chosen[j] for j in b]) for b in grouped_batches(lengths, config.batch_size, rng)]
         rng.shuffle(jobs)
-        running, seen, epoch_start = 0.0, 0, time.monotonic()
+        running, since_log, seen, epoch_start = 0.0, 0, 0, time.monotonic()
         for head, batch in jobs:
             items: list[Encoded] = [(stance_items if head == "stance" else sentiment_items)[i] for i in batch]
             gold = torch.tensor([(stance_gold if head == "stance" else sentiment_gold)[i] for i in batch])
@@ -161,12 +161,15 @@ def train(
             step += 1
             seen += len(batch)
             running += loss.item()
+            since_log += 1
             if step % 50 == 0 or step == total_steps:
                 elapsed = time.monotonic() - started
                 eta = elapsed / step * (total_steps - step)
                 rate = seen / max(1e-9, time.monotonic() - epoch_start)
-                log(f"epoch {epoch} step {step}/{total_steps} loss {running / 50:.4f} {rate:.1f} ex/s eta {eta / 60:.1f} min")
-                running = 0.0
+                log(
+                    f"epoch {epoch} step {step}/{total_steps} loss {running / since_log:.4f} {rate:.1f} ex/s eta {eta / 60:.1f} min"
+                )
+                running, since_log = 0.0, 0
         net.eval()
         record: dict[str, Any] = {"epoch": epoch, "train_seconds": round(time.monotonic() - epoch_start, 1)}
         if dev_data.stance:
