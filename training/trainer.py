@@ -166,9 +166,8 @@ def train(
                 elapsed = time.monotonic() - started
                 eta = elapsed / step * (total_steps - step)
                 rate = seen / max(1e-9, time.monotonic() - epoch_start)
-                log(
-                    f"epoch {epoch} step {step}/{total_steps} loss {running / since_log:.4f} {rate:.1f} ex/s eta {eta / 60:.1f} min"
-                )
+                loss_now = running / since_log
+                log(f"epoch {epoch} step {step}/{total_steps} loss {loss_now:.4f} {rate:.1f} ex/s eta {eta / 60:.1f} min")
                 running, since_log = 0.0, 0
         net.eval()
         record: dict[str, Any] = {"epoch": epoch, "train_seconds": round(time.monotonic() - epoch_start, 1)}
