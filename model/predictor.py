@@ -118,7 +118,6 @@ class StancePredictor:
         self.config = config
         self.encoder = PairEncoder(tokenizer, config.input_format, config.max_length)
         self.finder = ActorFinder()
-        self.last_batch_pairs = 0
         self.precision = "fp32"
 
     # ----- construction -------------------------------------------------------------
@@ -335,7 +334,6 @@ class StancePredictor:
         relation = (
             dict(zip(relations, self.relation_probabilities(relations, batch_size).tolist(), strict=True)) if relations else {}
         )
-        self.last_batch_pairs = len(pairs)
         return [p if isinstance(p, StanceError) else self._assemble(p, sentiment, stance, relation) for p in plans]
 
     def _plan(self, doc: DocumentInput) -> _Plan:

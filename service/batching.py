@@ -82,7 +82,9 @@ class MicroBatcher:
                         if not job.future.done():
                             job.future.set_exception(exc)
                     continue
-                self.metrics.pairs_scored.inc(predictor.last_batch_pairs)
+                self.metrics.pairs_scored.inc(
+                    sum(len(s.actors) for r in results if not isinstance(r, StanceError) for s in r.sentences)
+                )
                 start = 0
                 for job in group:
                     if not job.future.done():
