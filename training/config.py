@@ -8,6 +8,9 @@ from typing import Any
 from model.encoding import INPUT_FORMATS
 from model.network import STANCE_POOLINGS
 
+# How the relation head (holder → target) learns: on a frozen encoder after the other heads, or in the same loop.
+RELATION_TRAINING = ("separate", "joint")
+
 
 @dataclass
 class TrainConfig:
@@ -25,6 +28,8 @@ class TrainConfig:
     layer_decay: float = 1.0
     dropout: float = 0.1
     sentiment_weight: float = 0.5
+    relation_training: str = "separate"
+    relation_weight: float = 0.5  # joint only: weight of the relation loss beside stance (1.0) and sentiment
     seed: int = 13
     patience: int = 2
     threads: int = 0
@@ -43,6 +48,8 @@ class TrainConfig:
             "layer_decay": 0 < self.layer_decay <= 1,
             "dropout": 0 <= self.dropout < 1,
             "sentiment_weight": self.sentiment_weight >= 0,
+            "relation_training": self.relation_training in RELATION_TRAINING,
+            "relation_weight": self.relation_weight >= 0,
             "patience": self.patience >= 1,
             "threads": self.threads >= 0,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import random
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -15,25 +16,32 @@ import torch
 
 from model.errors import DataFormatError
 from model.io import sha256_file
-from model.labels import SENTIMENT_LABELS, STANCE_LABELS
+from model.labels import RELATION_LABELS, SENTIMENT_LABELS, STANCE_LABELS
 from model.predictor import ModelConfig, StancePredictor
 from training.config import TrainConfig
 from training.data import LabelledData, load_file, load_sst2, load_tweeteval
 from training.evaluate import evaluate_data
 from training.metrics import expected_calibration_error, fit_temperature
-from training.trainer import Log, TrainResult, _stderr, evaluate_sentiment, evaluate_stance, train
+from training.trainer import Log, TrainResult, _stderr, evaluate_relations, evaluate_sentiment, evaluate_stance, train
 
 
 @dataclass
 class DataSpec:
-    """What to train on. Paths are kept as given so the record shows the command's own paths."""
+    """What to train on. Paths are kept as given so the record shows the command's own paths.
+
+    `relation_train` and `relation_dev` give only their relation rows (a directed TSV's stance rows stay out);
+    `relation_per_epoch` caps the relation pairs drawn per epoch when the relation head trains jointly.
+    """
 
     train: Sequence[str]
     dev: Sequence[str] = ()
     sentiment_corpora: Sequence[str] = ()
+    relation_train: Sequence[str] = ()
+    relation_dev: Sequence[str] = ()
     fmt: str = "auto"
     label_map: dict[str, str] | None = None
     sentiment_per_epoch: int | None = None
+    relation_per_epoch: int | None = 4000
     sst2_limit: int | None = 20000
     skip_invalid: bool = False
 
@@ -49,6 +57,14 @@ def load_sentiment_corpus(path: Path, sst2_limit: int | None, seed: int) -> tupl
     train_rows = [r for r, s in zip(rows, sources, strict=True) if not s.endswith("_val")]
     dev_rows = [r for r, s in zip(rows, sources, strict=True) if s.endswith("_val")]
     return LabelledData(sentiment=train_rows), LabelledData(sentiment=dev_rows)
+
+
+def load_relation_rows(path: str, spec: DataSpec) -> LabelledData:
+    """Only the relation rows of a file (format detected from the file)."""
+    data = load_file(path, "auto", spec.label_map, spec.skip_invalid)
+    if not data.relations:
+        raise DataFormatError(path, None, "no relation rows (holder, target, relation)")
+    return LabelledData(relations=data.relations, skipped=data.skipped)
 
 
 def stratified_split(data: LabelledData, fraction: float, seed: int) -> tuple[LabelledData, LabelledData]:
@@ -70,7 +86,7 @@ def stratified_split(data: LabelledData, fraction: float, seed: int) -> tuple[La
 
 def check_dev_classes(path: str, data: LabelledData) -> None:
     """A dev set must have every class of each head it labels, or its macro-F1 means little."""
-    for kind, labels in (("stance", STANCE_LABELS), ("sentiment", SENTIMENT_LABELS)):
+    for kind, labels in (("stance", STANCE_LABELS), ("sentiment", SENTIMENT_LABELS), ("relations", RELATION_LABELS)):
         present = {e.label for e in getattr(data, kind)}
         missing = [label for label in labels if present and label not in present]
         if missing:
@@ -116,12 +132,16 @@ def start_predictor(start: str, config: TrainConfig, name: str, version: str) ->
 
 
 def load_dev(spec: DataSpec, seed: int) -> tuple[LabelledData, dict[str, LabelledData]]:
-    """The dev files, plus the dev rows of sentiment corpora, merged and by name."""
+    """The dev files, the relation rows of relation dev files, and the dev rows of sentiment corpora: merged and by name."""
     dev_data = LabelledData()
     dev_sets: dict[str, LabelledData] = {}
     for path in spec.dev:
         dev_sets[path] = load_file(path, spec.fmt, spec.label_map, spec.skip_invalid)
         check_dev_classes(path, dev_sets[path])
+    for path in spec.relation_dev:
+        relation_rows = load_relation_rows(path, spec)
+        check_dev_classes(path, relation_rows)
+        dev_sets[f"{path} (relation rows)"] = relation_rows
     for path in spec.sentiment_corpora:
         corpus_dev = load_sentiment_corpus(Path(path), spec.sst2_limit, seed)[1]
         if corpus_dev.sentiment:
@@ -134,10 +154,12 @@ def load_dev(spec: DataSpec, seed: int) -> tuple[LabelledData, dict[str, Labelle
 def load_training_data(
     spec: DataSpec, seed: int, log: Log = _stderr
 ) -> tuple[LabelledData, LabelledData, dict[str, LabelledData]]:
-    """(train, dev, dev sets by name) from a DataSpec; without dev files, a stratified 10% hold-out."""
+    """(train, dev, dev sets by name) from a DataSpec; without dev files (nor relation dev files), a stratified 10% hold-out."""
     train_data = LabelledData()
     for path in spec.train:
         train_data.extend(load_file(path, spec.fmt, spec.label_map, spec.skip_invalid))
+    for path in spec.relation_train:
+        train_data.extend(load_relation_rows(path, spec))
     dev_data, dev_sets = load_dev(spec, seed)
     train_data.skipped += dev_data.skipped
     if train_data.skipped:
@@ -145,8 +167,8 @@ def load_training_data(
     for path in spec.sentiment_corpora:
         train_data.extend(load_sentiment_corpus(Path(path), spec.sst2_limit, seed)[0])
     if not train_data.stance and not train_data.sentiment and not train_data.relations:
-        raise DataFormatError(", ".join(spec.train), None, "no training rows")
-    if not spec.dev:
+        raise DataFormatError(", ".join([*spec.train, *spec.relation_train]), None, "no training rows")
+    if not spec.dev and not spec.relation_dev:
         skipped = train_data.skipped
         train_data, held_out = stratified_split(train_data, 0.1, seed)
         train_data.skipped = skipped
@@ -164,6 +186,7 @@ def calibrate_and_measure(
     for head, examples, evaluate in (
         ("stance", dev_data.stance, evaluate_stance),
         ("sentiment", dev_data.sentiment, evaluate_sentiment),
+        ("relation", dev_data.relations if predictor.config.relation_labels else [], evaluate_relations),
     ):
         if not examples:
             continue
@@ -188,11 +211,16 @@ def data_record(spec: DataSpec) -> dict[str, Any]:
         "train": list(spec.train),
         "dev": list(spec.dev),
         "sentiment_corpora": list(spec.sentiment_corpora),
+        "relation_train": list(spec.relation_train),
+        "relation_dev": list(spec.relation_dev),
         "format": spec.fmt,
         "label_map": spec.label_map,
         "sentiment_per_epoch": spec.sentiment_per_epoch,
+        "relation_per_epoch": spec.relation_per_epoch,
         "sst2_limit": spec.sst2_limit,
-        "sha256": {p: sha256_file(p) for p in [*spec.train, *spec.dev, *spec.sentiment_corpora]},
+        "sha256": {
+            p: sha256_file(p) for p in [*spec.train, *spec.dev, *spec.sentiment_corpora, *spec.relation_train, *spec.relation_dev]
+        },
     }
 
 
@@ -211,30 +239,54 @@ def train_model(
     command: Sequence[str] | None = None,
     log: Log = _stderr,
 ) -> dict[str, Any]:
-    """Train, calibrate on dev, measure per dev file, and save the folder atomically. Returns metrics."""
+    """Train, calibrate on dev, measure per dev file, and save the folder atomically. Returns metrics.
+
+    Relation rows train the relation head after the other heads on the frozen encoder (`separate`), or in
+    the same loop as them (`joint`, neutral pairs balanced as `training.relations` does).
+    """
     train_data, dev_data, dev_sets = load_training_data(spec, config.seed, log)
+    if train_data.relations and not dev_data.relations:
+        where = ", ".join([*spec.dev, *spec.relation_dev])
+        raise DataFormatError(where, None, "relation rows in the training data need relation rows in the dev set")
+    joint = config.relation_training == "joint"
+    if joint and not train_data.relations:
+        raise DataFormatError(", ".join(spec.train), None, "joint relation training needs relation rows in the training data")
+    if joint:
+        from training.relations import NEUTRAL_PER_OTHER, balance
+
+        train_data.relations = balance(train_data.relations, NEUTRAL_PER_OTHER, config.seed)
     log(
-        f"training on {len(train_data.stance)} stance pairs and {len(train_data.sentiment)} sentiment sentences; "
-        f"dev {len(dev_data.stance)} / {len(dev_data.sentiment)}"
+        f"training on {len(train_data.stance)} stance pairs, {len(train_data.sentiment)} sentiment sentences and "
+        f"{len(train_data.relations)} relation pairs ({config.relation_training}); "
+        f"dev {len(dev_data.stance)} / {len(dev_data.sentiment)} / {len(dev_data.relations)}"
     )
     predictor = start_predictor(start, config, name, version)
     result = TrainResult()
-    if train_data.stance or train_data.sentiment:
-        result = train(predictor, train_data, dev_data, config, spec.sentiment_per_epoch, log)
+    if train_data.stance or train_data.sentiment or joint:
+        result = train(predictor, train_data, dev_data, config, spec.sentiment_per_epoch, spec.relation_per_epoch, log)
+    relations: dict[str, Any] = {}
+    if train_data.relations and not joint:
+        from training.relations import train_relation_head
+
+        _round_to_fp16(predictor)  # the head reads the encoder as it is stored
+        relations = train_relation_head(predictor, train_data.relations, dev_data.relations, seed=config.seed, log=log)
     metrics = {
         "best_epoch": result.best_epoch,
         "history": result.history,
         "skipped_rows": len(train_data.skipped),
         **calibrate_and_measure(predictor, dev_data, dev_sets, log),
     }
-    if train_data.relations:
-        from training.relations import train_relation_head
-
-        if not dev_data.relations:
-            raise DataFormatError(
-                ", ".join(spec.dev), None, "relation rows in the training data need relation rows in the dev set"
-            )
-        metrics["relations"] = train_relation_head(predictor, train_data.relations, dev_data.relations, seed=config.seed, log=log)
+    if joint:
+        relations = {
+            "training": "joint",
+            "dev": evaluate_relations(predictor, dev_data.relations)[0],
+            "history": [{"epoch": h["epoch"], "macro_f1": h["relations"]["macro_f1"]} for h in result.history],
+            "calibration": metrics["calibration"]["relation"],
+            "train_pairs": dict(Counter(e.label for e in train_data.relations)),
+        }
+        log(f"relation dev macro-F1 {relations['dev']['macro_f1']:.4f} (joint, stance-best epoch {result.best_epoch})")
+    if relations:
+        metrics["relations"] = relations
     record = {
         "command": list(command) if command is not None else sys.argv,
         "start": start,
@@ -281,7 +333,7 @@ def model_card(config: ModelConfig, record: dict[str, Any], metrics: dict[str, A
         "|---|---|---|---|",
     ]
     data = record.get("data", {})
-    for role in ("train", "dev", "sentiment_corpora"):
+    for role in ("train", "dev", "sentiment_corpora", "relation_train", "relation_dev"):
         for path in data.get(role, []):
             lines.append(f"| `{path}` | {role} | {_licence(path)} | `{data['sha256'][path][:16]}…` |")
     lines += ["", "## Metrics (dev)", "", "| data | head | macro-F1 | accuracy | n |", "|---|---|---|---|---|"]
@@ -292,10 +344,11 @@ def model_card(config: ModelConfig, record: dict[str, Any], metrics: dict[str, A
         lines.append(f"\nCalibration ({head}): temperature {cal['temperature']}, ECE {cal['ece_before']} → {cal['ece_after']}.")
     if "relations" in metrics:
         rel = metrics["relations"]
-        where = ", ".join(record.get("relations", {}).get("data", {}).get("dev", [])) or "the dev data"
+        dev = record.get("relations", {}).get("data", {}).get("dev") or data.get("relation_dev")
         lines.append(
-            f"\nRelations (holder → target) on {where}: "
-            f"macro-F1 {rel['dev']['macro_f1']:.4f}, accuracy {rel['dev']['accuracy']:.4f}, n {rel['dev']['n']}."
+            f"\nRelations (holder → target) on {', '.join(dev or []) or 'the dev data'}: "
+            f"macro-F1 {rel['dev']['macro_f1']:.4f}, accuracy {rel['dev']['accuracy']:.4f}, n {rel['dev']['n']}"
+            + (", trained jointly with the encoder." if rel.get("training") == "joint" else ".")
         )
     lines += ["", "## Reproduce", "", "```", " ".join(record.get("command", []))]
     if "relations" in record:

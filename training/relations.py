@@ -29,7 +29,10 @@ from model.predictor import StancePredictor
 from training.data import RelationExample, load_file
 from training.metrics import classification_report, expected_calibration_error, fit_temperature
 from training.pipeline import model_card
-from training.trainer import Log, _stderr
+from training.trainer import Log, _stderr, class_weights
+
+# Neutral training pairs kept per support/oppose pair (the rest of the neutral pairs are dropped, seeded).
+NEUTRAL_PER_OTHER = 2.0
 
 
 def balance(examples: Sequence[RelationExample], neutral_per_other: float, seed: int) -> list[RelationExample]:
@@ -105,11 +108,9 @@ def _fit(
     """Train the predictor's relation head on features; keep the best dev epoch, rounded to fp16 as stored."""
     torch.manual_seed(seed)
     labels = predictor.config.relation_labels
-    counts = Counter(y_train.tolist())
-    weights = torch.tensor([len(y_train) / (len(labels) * max(1, counts[i])) for i in range(len(labels))])
     head = predictor.network.relation_head
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(y_train.tolist(), len(labels)))
     best, best_state, history = -1.0, None, []
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(1, epochs + 1):
@@ -144,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--neutral-per-other", type=float, default=2.0, help="neutral training pairs per support/oppose pair")
+    parser.add_argument(
+        "--neutral-per-other", type=float, default=NEUTRAL_PER_OTHER, help="neutral training pairs per support/oppose pair"
+    )
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
 

@@ -7,6 +7,7 @@ import math
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +17,10 @@ from torch import nn
 
 from model.encoding import Encoded, collate
 from model.io import WORD_EMBEDDINGS
+from model.labels import RELATION_LABELS
 from model.predictor import StancePredictor
 from training.config import TrainConfig
-from training.data import LabelledData, SentimentExample, StanceExample
+from training.data import LabelledData, RelationExample, SentimentExample, StanceExample
 from training.metrics import classification_report
 
 Log = Callable[[str], None]
@@ -47,6 +49,19 @@ def grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random)
     return batches
 
 
+def sampled_batches(items: Sequence[Encoded], per_epoch: int, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """`per_epoch` items drawn without replacement, in length-grouped batches of their indices."""
+    chosen = rng.sample(range(len(items)), per_epoch)
+    lengths = [len(items[i].input_ids) for i in chosen]
+    return [[chosen[j] for j in b] for b in grouped_batches(lengths, batch_size, rng)]
+
+
+def class_weights(gold: Sequence[int], n_labels: int) -> torch.Tensor:
+    """Inverse class frequencies, n / (labels · count), for a class-weighted loss."""
+    counts = Counter(gold)
+    return torch.tensor([len(gold) / (n_labels * max(1, counts[i])) for i in range(n_labels)])
+
+
 def _param_groups(predictor: StancePredictor, config: TrainConfig) -> list[dict[str, Any]]:
     """Per-layer learning rates (layer-wise decay), no weight decay on biases, norms and embeddings."""
     encoder = predictor.network.encoder
@@ -55,7 +70,7 @@ def _param_groups(predictor: StancePredictor, config: TrainConfig) -> list[dict[
     for name, param in predictor.network.named_parameters():
         if not param.requires_grad:
             continue
-        if name.startswith(("stance_head", "sentiment_head")):
+        if name.startswith(("stance_head", "sentiment_head", "relation_head")):
             lr = config.head_lr
         elif ".layer." in name:
             depth = int(name.split(".layer.")[1].split(".")[0])
@@ -96,15 +111,45 @@ def evaluate_sentiment(
     return _report(predictor.sentiment_logits([e.text for e in examples]), examples, predictor.config.sentiment_labels)
 
 
+def evaluate_relations(
+    predictor: StancePredictor, examples: Sequence[RelationExample]
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """Report, raw logits and gold indices for relation examples, through the inference path."""
+    with torch.inference_mode():
+        logits = predictor.network.relation_logits(predictor.relation_features([e.relation for e in examples]))
+    return _report(logits, examples, predictor.config.relation_labels)
+
+
+@dataclass
+class _Task:
+    """One head's training rows (encoded, with gold indices), how many are drawn per epoch, and its loss."""
+
+    items: list[Encoded]
+    gold: list[int]
+    per_epoch: int
+    loss: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+    with_other: bool = False
+
+
+def _per_epoch(n: int, cap: int | None, weight: float) -> int:
+    """Rows drawn per epoch: all `n`, at most `cap`, none when the head's loss weight is 0."""
+    return 0 if weight == 0 else n if cap is None else min(cap, n)
+
+
 def train(
     predictor: StancePredictor,
     train_data: LabelledData,
     dev_data: LabelledData,
     config: TrainConfig,
     sentiment_per_epoch: int | None = None,
+    relation_per_epoch: int | None = None,
     log: Log = _stderr,
 ) -> TrainResult:
-    """Fine-tune `predictor` in place; keeps the weights of the best dev epoch (stance macro-F1)."""
+    """Fine-tune `predictor` in place; keeps the weights of the best dev epoch (stance macro-F1).
+
+    With `config.relation_training == "joint"` and relation rows, the predictor gets a fresh relation head
+    and relation batches (class-weighted loss, rows as given) join the loop, so their gradients reach the encoder.
+    """
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -112,47 +157,66 @@ def train(
     net = predictor.network
     if predictor.config.base_model:
         _freeze_word_embeddings(predictor)
+    relations = train_data.relations if config.relation_training == "joint" else []
+    if relations:
+        predictor.add_relation_head(RELATION_LABELS)
     stance_labels = predictor.config.stance_labels
     sentiment_labels = predictor.config.sentiment_labels
-    stance_items = predictor.encode_pairs([e.pair for e in train_data.stance])
-    stance_gold = [stance_labels.index(e.label) for e in train_data.stance]
-    sentiment_pool = list(range(len(train_data.sentiment)))
-    per_epoch = len(sentiment_pool) if sentiment_per_epoch is None else min(sentiment_per_epoch, len(sentiment_pool))
-    if config.sentiment_weight == 0:
-        per_epoch = 0
-    sentiment_items = predictor.encode_sentences([e.text for e in train_data.sentiment])
-    sentiment_gold = [sentiment_labels.index(e.label) for e in train_data.sentiment]
+    loss_fn = nn.CrossEntropyLoss()
+    stance = _Task(
+        predictor.encode_pairs([e.pair for e in train_data.stance]),
+        [stance_labels.index(e.label) for e in train_data.stance],
+        len(train_data.stance),
+        lambda inputs, gold: loss_fn(net.stance_logits(**inputs), gold),
+    )
+    sentiment = _Task(
+        predictor.encode_sentences([e.text for e in train_data.sentiment]),
+        [sentiment_labels.index(e.label) for e in train_data.sentiment],
+        _per_epoch(len(train_data.sentiment), sentiment_per_epoch, config.sentiment_weight),
+        lambda inputs, gold: config.sentiment_weight * loss_fn(net.sentiment_logits(**inputs), gold),
+    )
+    tasks = {"stance": stance, "sentiment": sentiment}
+    if relations:
+        relation_labels = predictor.config.relation_labels
+        relation_gold = [relation_labels.index(e.label) for e in relations]
+        weighted_loss = nn.CrossEntropyLoss(weight=class_weights(relation_gold, len(relation_labels)))
 
-    steps_per_epoch = math.ceil(len(stance_items) / config.batch_size) + math.ceil(per_epoch / config.batch_size)
+        def relation_loss(inputs: dict[str, torch.Tensor], gold: torch.Tensor) -> torch.Tensor:
+            """The inference path (predictor.relation_probabilities) with gradients, class-weighted."""
+            return config.relation_weight * weighted_loss(net.relation_logits(net.relation_features(**inputs)), gold)
+
+        tasks["relation"] = _Task(
+            predictor.encode_relations([e.relation for e in relations]),
+            relation_gold,
+            _per_epoch(len(relations), relation_per_epoch, config.relation_weight),
+            relation_loss,
+            with_other=True,
+        )
+
+    steps_per_epoch = sum(math.ceil(task.per_epoch / config.batch_size) for task in tasks.values())
     total_steps = max(1, steps_per_epoch * config.epochs)
     optimizer = torch.optim.AdamW(_param_groups(predictor, config))
     warmup = int(total_steps * config.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup))
     )
-    loss_fn = nn.CrossEntropyLoss()
     result = TrainResult()
     best_score, best_state, stale = -1.0, None, 0
     step, started = 0, time.monotonic()
     for epoch in range(1, config.epochs + 1):
         net.train()
         jobs: list[tuple[str, list[int]]] = [
-            ("stance", b) for b in grouped_batches([len(e.input_ids) for e in stance_items], config.batch_size, rng)
+            ("stance", b) for b in grouped_batches([len(e.input_ids) for e in stance.items], config.batch_size, rng)
         ]
-        if per_epoch:
-            chosen = rng.sample(sentiment_pool, per_epoch)
-            lengths = [len(sentiment_items[i].input_ids) for i in chosen]
-            jobs += [("sentiment", [chosen[j] for j in b]) for b in grouped_batches(lengths, config.batch_size, rng)]
+        for head, task in tasks.items():
+            if head != "stance" and task.per_epoch:
+                jobs += [(head, b) for b in sampled_batches(task.items, task.per_epoch, config.batch_size, rng)]
         rng.shuffle(jobs)
         running, since_log, seen, epoch_start = 0.0, 0, 0, time.monotonic()
         for head, batch in jobs:
-            items: list[Encoded] = [(stance_items if head == "stance" else sentiment_items)[i] for i in batch]
-            gold = torch.tensor([(stance_gold if head == "stance" else sentiment_gold)[i] for i in batch])
-            inputs = collate(items, predictor.encoder.pad_id)
-            if head == "stance":
-                loss = loss_fn(net.stance_logits(**inputs), gold)
-            else:
-                loss = config.sentiment_weight * loss_fn(net.sentiment_logits(**inputs), gold)
+            task = tasks[head]
+            inputs = collate([task.items[i] for i in batch], predictor.encoder.pad_id, with_other=task.with_other)
+            loss = task.loss(inputs, torch.tensor([task.gold[i] for i in batch]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -175,11 +239,11 @@ def train(
             record["stance"] = evaluate_stance(predictor, dev_data.stance)[0]
         if dev_data.sentiment:
             record["sentiment"] = evaluate_sentiment(predictor, dev_data.sentiment)[0]
-        score = record["stance"]["macro_f1"] if "stance" in record else record.get("sentiment", {}).get("macro_f1", 0.0)
-        log(
-            f"epoch {epoch} dev: "
-            + ", ".join(f"{k} macro-F1 {record[k]['macro_f1']:.4f}" for k in ("stance", "sentiment") if k in record)
-        )
+        if relations and dev_data.relations:
+            record["relations"] = evaluate_relations(predictor, dev_data.relations)[0]
+        heads = [k for k in ("stance", "sentiment", "relations") if k in record]
+        score = record[heads[0]]["macro_f1"] if heads else 0.0
+        log(f"epoch {epoch} dev: " + ", ".join(f"{k} macro-F1 {record[k]['macro_f1']:.4f}" for k in heads))
         result.history.append(record)
         if score > best_score:
             best_score, best_state, stale, result.best_epoch = score, copy.deepcopy(net.state_dict()), 0, epoch

@@ -102,3 +102,102 @@ def test_stance_train_and_evaluate_read_relation_rows(tiny_relation_predictor, t
     assert report["stance"] is None and report["sentiment"] is None
     assert set(report["relations"]) == {"macro_f1", "accuracy", "per_class", "confusion", "labels", "n"}
     assert report["relations"]["n"] == 12
+
+
+def _relation_spec(directed, **kwargs):
+    from training.pipeline import DataSpec
+
+    return DataSpec(train=kwargs.pop("train", []), relation_train=[str(directed)], relation_dev=[str(directed)], **kwargs)
+
+
+def test_stance_train_joint_end_to_end(tiny_model_dir, directed, tmp_path, capsys):
+    from collections import Counter
+    from pathlib import Path
+
+    from service.cli import main as cli
+    from training.data import load_file
+    from training.relations import NEUTRAL_PER_OTHER
+
+    examples = Path(__file__).resolve().parents[2] / "training" / "examples"
+    out = tmp_path / "joint"
+    args = ["train", "--from", str(tiny_model_dir), "--out", str(out), "--epochs", "2", "--batch-size", "4",
+            "--data", str(examples / "labelled.jsonl"), "--dev", str(examples / "labelled.csv"),
+            "--relation-data", str(directed), "--relation-dev", str(directed), "--relation-training", "joint",
+            "--relation-per-epoch", "20", "--relation-weight", "0.25"]  # fmt: skip
+    assert cli(args) == 0
+    err = capsys.readouterr().err
+    # The directed file gives only its relation rows: its stance rows stay out of training and dev.
+    n_stance = len(load_file(examples / "labelled.jsonl").stance)
+    assert f"training on {n_stance} stance pairs" in err and "relation pairs (joint)" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    relations = metrics["relations"]
+    assert relations["training"] == "joint" and relations["dev"]["n"] == 36
+    assert 0 <= relations["dev"]["macro_f1"] <= 1
+    assert [h["epoch"] for h in relations["history"]] == [h["epoch"] for h in metrics["history"]]
+    assert all("relations" in h and "stance" in h for h in metrics["history"])
+    expected = balance(load_file(directed).relations, NEUTRAL_PER_OTHER, seed=13)
+    assert relations["train_pairs"] == dict(Counter(e.label for e in expected))
+    assert set(metrics["dev"][f"{directed} (relation rows)"]) == {"relations"}
+    assert metrics["dev"][f"{directed} (relation rows)"]["relations"]["macro_f1"] == relations["dev"]["macro_f1"]
+
+    predictor = StancePredictor.load(out)
+    assert predictor.config.relation_labels == ["support", "oppose", "neutral"]
+    assert predictor.config.temperature["relation"] == metrics["calibration"]["relation"]["temperature"]
+    assert predictor.predict("Donald Trump praised Acme Corp.", relations=True).to_dict()["relations"]
+    record = json.loads((out / "training.json").read_text())
+    assert (record["config"]["relation_training"], record["config"]["relation_weight"]) == ("joint", 0.25)
+    assert record["data"]["relation_train"] == [str(directed)] and record["data"]["relation_per_epoch"] == 20
+    assert str(directed) in record["data"]["sha256"]
+    assert "trained jointly with the encoder" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("mode", ["separate", "joint"])
+def test_only_joint_training_moves_the_encoder(tiny_model_dir, directed, tmp_path, mode):
+    """No stance or sentiment rows: whatever moves the encoder is the relation loss."""
+    import torch
+
+    from training.config import TrainConfig
+    from training.pipeline import train_model
+
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-3, relation_training=mode)
+    metrics = train_model(_relation_spec(directed), config, tmp_path / "m", start=str(tiny_model_dir), command=[])
+    before = StancePredictor.load(tiny_model_dir).network.state_dict()
+    after = StancePredictor.load(tmp_path / "m").network.state_dict()
+    encoder = [name for name in before if name.startswith("encoder.")]
+    moved = [name for name in encoder if not torch.equal(before[name], after[name])]
+    assert bool(moved) == (mode == "joint")
+    assert torch.equal(before["stance_head.weight"], after["stance_head.weight"])
+    assert "relation_head.0.weight" in after
+    # The relation head trained here is the one measured on each dev set, in both modes.
+    measured = metrics["dev"][f"{directed} (relation rows)"]["relations"]["macro_f1"]
+    assert measured == metrics["relations"]["dev"]["macro_f1"]
+
+
+def test_joint_relation_batches_per_epoch_are_capped(tiny_predictor, directed):
+    import copy
+
+    from training.config import TrainConfig
+    from training.data import LabelledData, load_file
+    from training.trainer import train
+
+    predictor = copy.deepcopy(tiny_predictor)
+    lines: list[str] = []
+    rows = load_file(directed).relations
+    config = TrainConfig(epochs=1, batch_size=2, relation_training="joint")
+    train(predictor, LabelledData(relations=rows), LabelledData(relations=rows), config, relation_per_epoch=3, log=lines.append)
+    assert any("step 2/2 " in line for line in lines)  # 3 pairs in batches of 2
+    assert "relations macro-F1" in lines[-1]
+    assert predictor.config.relation_labels == ["support", "oppose", "neutral"]
+
+
+def test_joint_training_needs_relation_rows(tiny_model_dir, tmp_path):
+    from pathlib import Path
+
+    from model.errors import DataFormatError
+    from training.config import TrainConfig
+    from training.pipeline import DataSpec, train_model
+
+    labelled = Path(__file__).resolve().parents[2] / "training" / "examples" / "labelled.jsonl"
+    with pytest.raises(DataFormatError, match="joint relation training needs relation rows"):
+        train_model(DataSpec(train=[str(labelled)]), TrainConfig(relation_training="joint"), tmp_path / "m", command=[])
+    assert not (tmp_path / "m").exists()

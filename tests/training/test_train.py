@@ -67,6 +67,12 @@ def test_invalid_training_settings():
         TrainConfig(lr=-1.0, epochs=0)
 
 
+def test_relation_training_settings():
+    assert (TrainConfig().relation_training, TrainConfig().relation_weight) == ("separate", 0.5)
+    with pytest.raises(ValueError, match=r"invalid training settings: relation_training='both', relation_weight=-1\.0"):
+        TrainConfig(relation_training="both", relation_weight=-1.0)
+
+
 def test_classification_report():
     report = classification_report([0, 0, 1, 2], [0, 1, 1, 2], ["a", "b", "c"])
     assert report["accuracy"] == 0.75

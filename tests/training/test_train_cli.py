@@ -138,3 +138,37 @@ def test_sigterm_during_training_writes_nothing(tiny_model_dir, tmp_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
+
+
+def test_relation_training_flags():
+    from service.cli import build_parser
+
+    argv = ["train", "--out", "m", "--relation-training", "joint", "--relation-data", "a.txt", "--relation-data", "b.jsonl",
+            "--relation-dev", "c.txt", "--relation-per-epoch", "100", "--relation-weight", "0.25"]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    assert (args.relation_training, args.relation_per_epoch, args.relation_weight) == ("joint", 100, 0.25)
+    assert (args.relation_data, args.relation_dev) == (["a.txt", "b.jsonl"], ["c.txt"])
+    defaults = build_parser().parse_args(["train", "--out", "m"])
+    assert (defaults.relation_training, defaults.relation_per_epoch, defaults.relation_weight) == ("separate", 4000, 0.5)
+    assert defaults.relation_data is None and defaults.relation_dev is None
+
+
+def test_unknown_relation_training_is_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "m"), "--data", "x.jsonl", "--relation-training", "both"])
+    assert exit_info.value.code == 2
+    assert "--relation-training: invalid choice: 'both'" in capsys.readouterr().err
+
+
+def test_relation_data_alone_is_enough_to_train(capsys, tiny_model_dir, tmp_path):
+    directed = tmp_path / "directed.txt"
+    directed.write_text(
+        "[Trump] praised [Kasich] today.\tTrump\tKasich\t1\n[Trump] blamed [Kasich] today.\tTrump\tKasich\t3\n"
+        "[Trump] met [Kasich] today.\tTrump\tKasich\t0\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "m"
+    code, err = train(capsys, tiny_model_dir, out, "--relation-data", str(directed), "--relation-dev", str(directed))
+    assert code == 0, err
+    assert "training on 0 stance pairs" in err
+    assert json.loads((out / "metrics.json").read_text())["relations"]["dev"]["n"] == 6
