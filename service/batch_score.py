@@ -5,6 +5,7 @@ worker process (each holding one predictor), written to `part-NNNNN.<ext>` throu
 file and an atomic rename, and only then recorded in `manifest.json` (also replaced atomically).
 A rerun skips recorded chunks and redoes the rest, so a run killed at any moment and resumed
 gives the same rows as an uninterrupted one, with no duplicates and none missing.
+`--engine ray` (service/ray_engine.py) runs the same reading and scoring code through Ray Data.
 """
 
 from __future__ import annotations
@@ -12,25 +13,30 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from model.actors import ActorSpec
 from model.errors import InvalidInputError, StanceError
-from model.predictor import DocumentInput, StancePredictor
+from model.predictor import DEFAULT_PRECISION, DocumentInput, StancePredictor
 from model.results import DocumentResult
 
 GRANULARITIES = ("pair", "sentence", "document")
 OUTPUT_FORMATS = ("jsonl", "parquet")
+ENGINES = ("local", "ray")
 MANIFEST = "manifest.json"
+COUNTS = ("documents", "sentences", "pairs", "failures")
+JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 
 
 @dataclass(frozen=True)
@@ -55,9 +61,11 @@ class ScoreOptions:
     text_field: str = "text"
     actors_file: str | None = None
     max_text_chars: int = 100_000
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
     relations: bool = False
     force: bool = False
+    engine: str = "local"
+    ray_address: str | None = None
 
     def fingerprint(self, model: dict[str, Any]) -> dict[str, Any]:
         """What must match for a rerun to resume into the same output."""
@@ -73,6 +81,7 @@ class ScoreOptions:
             "max_text_chars": self.max_text_chars,
             "precision": self.precision,
             "relations": self.relations,
+            "engine": self.engine,
         }
 
 
@@ -109,44 +118,67 @@ def _from_record(record: dict[str, Any], where: str, options: ScoreOptions) -> S
         return SourceDoc(doc_id, text, error=f"bad actors: {exc}")
 
 
-def read_documents(options: ScoreOptions) -> Iterator[SourceDoc]:
-    """Every document of every input, in a fixed order. Unreadable records become error documents."""
+def file_kind(name: str) -> str | None:
+    """The kind of an input file from its name: jsonl, csv, parquet or txt; None for any other name."""
+    if name.endswith(JSON_SUFFIXES):
+        return "jsonl"
+    return {".csv": "csv", ".parquet": "parquet", ".txt": "txt"}.get(Path(name).suffix)
+
+
+def input_files(options: ScoreOptions) -> list[Path]:
+    """Every input file in the fixed reading order; a folder stands for its .txt files, sorted by name."""
+    files: list[Path] = []
     for raw in options.inputs:
         path = Path(raw)
         if not path.exists():
             raise InvalidInputError(f"{path}: input not found")
         if path.is_dir():
-            for file in sorted(path.glob("*.txt")):
-                try:
-                    yield SourceDoc(file.stem, file.read_bytes().decode("utf-8"))
-                except UnicodeDecodeError as exc:
-                    yield SourceDoc(file.stem, None, error=f"not valid UTF-8: {exc.reason} at byte {exc.start}")
-        elif path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            for i, record in enumerate(pq.read_table(path).to_pylist(), start=1):
-                yield _from_record(record, f"{path.name}:{i}", options)
-        elif path.suffix == ".csv":
-            with path.open(encoding="utf-8", errors="strict", newline="") as handle:
-                for i, record in enumerate(csv.DictReader(handle), start=2):
-                    yield _from_record(record, f"{path.name}:{i}", options)
-        elif path.name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rb") as handle:
-                for i, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line.decode("utf-8"))
-                    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                        yield SourceDoc(f"{path.name}:{i}", None, error=f"line {i} is not valid JSON: {exc}")
-                        continue
-                    if not isinstance(record, dict):
-                        yield SourceDoc(f"{path.name}:{i}", None, error=f"line {i} is not a JSON object")
-                        continue
-                    yield _from_record(record, f"{path.name}:{i}", options)
+            files += sorted(path.glob("*.txt"))
+        elif file_kind(path.name) in ("jsonl", "csv", "parquet"):
+            files.append(path)
         else:
             raise InvalidInputError(f"{path}: unknown input type; use .jsonl[.gz], .csv, .parquet or a folder of .txt files")
+    return files
+
+
+def documents_in(handle: BinaryIO, name: str, options: ScoreOptions) -> Iterator[SourceDoc]:
+    """The documents of the input file called `name`, read (decompressed) from `handle`."""
+    kind = file_kind(name)
+    if kind == "txt":
+        stem = Path(name).stem
+        try:
+            yield SourceDoc(stem, handle.read().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            yield SourceDoc(stem, None, error=f"not valid UTF-8: {exc.reason} at byte {exc.start}")
+    elif kind == "parquet":
+        import pyarrow.parquet as pq
+
+        for i, record in enumerate(pq.read_table(handle).to_pylist(), start=1):
+            yield _from_record(record, f"{name}:{i}", options)
+    elif kind == "csv":
+        text = io.TextIOWrapper(handle, encoding="utf-8", errors="strict", newline="")
+        for i, record in enumerate(csv.DictReader(text), start=2):
+            yield _from_record(record, f"{name}:{i}", options)
+    else:
+        for i, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                yield SourceDoc(f"{name}:{i}", None, error=f"line {i} is not valid JSON: {exc}")
+                continue
+            if not isinstance(record, dict):
+                yield SourceDoc(f"{name}:{i}", None, error=f"line {i} is not a JSON object")
+                continue
+            yield _from_record(record, f"{name}:{i}", options)
+
+
+def read_documents(options: ScoreOptions) -> Iterator[SourceDoc]:
+    """Every document of every input, in a fixed order. Unreadable records become error documents."""
+    for path in input_files(options):
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+            yield from documents_in(handle, path.name, options)
 
 
 def chunks(documents: Iterator[SourceDoc], size: int) -> Iterator[list[SourceDoc]]:
@@ -288,7 +320,8 @@ def parquet_schema(granularity: str):
     return pa.schema(fields)
 
 
-def _write_atomic(path: Path, rows: list[dict[str, Any]], fmt: str, granularity: str) -> None:
+def write_atomic(path: Path, rows: list[dict[str, Any]], fmt: str, granularity: str) -> None:
+    """Write `rows` to a temporary file, fsync it and rename it to `path`."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if fmt == "parquet":
         import pyarrow as pa
@@ -307,17 +340,26 @@ def _write_atomic(path: Path, rows: list[dict[str, Any]], fmt: str, granularity:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(model_dir: str, threads: int, precision: str) -> None:
+def load_predictor(model_dir: str, threads: int, precision: str) -> StancePredictor:
+    """The predictor of one worker, with torch limited to `threads` threads so workers do not oversubscribe the CPUs."""
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER["predictor"] = StancePredictor.load(model_dir, precision=precision)
+    return StancePredictor.load(model_dir, precision=precision)
 
 
-def score_chunk(task: tuple[int, list[SourceDoc], ScoreOptions, tuple[ActorSpec, ...]]) -> dict[str, Any]:
-    """Score one chunk and commit its part file; returns counts for the manifest and progress."""
-    index, documents, options, run_actors = task
-    predictor: StancePredictor = _WORKER["predictor"]
+def _init_worker(model_dir: str, threads: int, precision: str) -> None:
+    _WORKER["predictor"] = load_predictor(model_dir, threads, precision)
+
+
+def score_part(
+    predictor: StancePredictor,
+    name: str,
+    documents: Sequence[SourceDoc],
+    options: ScoreOptions,
+    run_actors: tuple[ActorSpec, ...],
+) -> dict[str, int]:
+    """Score `documents` and commit them as `part-NAME.*` files (rows last); returns the counts for the manifest."""
     errors: list[dict[str, str]] = []
     todo: list[tuple[str, DocumentInput]] = []
     for doc in documents:
@@ -344,11 +386,41 @@ def score_chunk(task: tuple[int, list[SourceDoc], ScoreOptions, tuple[ActorSpec,
         rows += rows_for(doc_id, result, options.granularity)
         relations += relation_rows(doc_id, result)
     out = Path(options.out)
-    _write_atomic(out / f"part-{index:05d}.errors.jsonl", errors, "jsonl", options.granularity)
+    write_atomic(out / f"part-{name}.errors.jsonl", errors, "jsonl", options.granularity)
     if options.relations:
-        _write_atomic(out / f"part-{index:05d}.relations.{options.fmt}", relations, options.fmt, "relations")
-    _write_atomic(out / f"part-{index:05d}.{options.fmt}", rows, options.fmt, options.granularity)
-    return {"chunk": index, "documents": len(documents), "sentences": sentences, "pairs": pairs, "failures": len(errors)}
+        write_atomic(out / f"part-{name}.relations.{options.fmt}", relations, options.fmt, "relations")
+    write_atomic(out / f"part-{name}.{options.fmt}", rows, options.fmt, options.granularity)
+    return {"documents": len(documents), "sentences": sentences, "pairs": pairs, "failures": len(errors)}
+
+
+def score_chunk(task: tuple[int, list[SourceDoc], ScoreOptions, tuple[ActorSpec, ...]]) -> dict[str, Any]:
+    """Score one numbered chunk in a local worker; returns its manifest key and counts."""
+    index, documents, options, run_actors = task
+    return {"part": str(index), **score_part(_WORKER["predictor"], f"{index:05d}", documents, options, run_actors)}
+
+
+def _local_parts(
+    options: ScoreOptions, model_dir: Path, run_actors: tuple[ActorSpec, ...], done_chunks: set[int]
+) -> Iterator[dict[str, Any]]:
+    """The local engine: score the chunks not yet done, in this process or a pool of `options.workers`."""
+    tasks = (
+        (i, docs, options, run_actors)
+        for i, docs in enumerate(chunks(read_documents(options), options.chunk_size))
+        if i not in done_chunks
+    )
+    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    if options.workers == 1:
+        _init_worker(str(model_dir), threads, options.precision)
+        yield from map(score_chunk, tasks)
+        return
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(options.workers, _init_worker, (str(model_dir), threads, options.precision))
+    try:
+        yield from pool.imap_unordered(score_chunk, tasks)
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 # ----- the run ---------------------------------------------------------------------------------------------------
@@ -369,26 +441,17 @@ def model_identity(model_dir: Path) -> dict[str, Any]:
     return {"name": config["name"], "version": config["version"], "weights_sha256": weights}
 
 
-def _progress(done: int, total: int, pairs: int, started: float) -> str:
+def _progress(done: int, total: int | None, pairs: int, started: float) -> str:
     elapsed = max(1e-9, time.monotonic() - started)
     rate = done / elapsed
-    eta = (total - done) / rate if rate > 0 else 0.0
-    return f"\r{done}/{total} documents  {rate:.1f} docs/s  {pairs / elapsed:.1f} pairs/s  eta {eta:.0f}s "
+    line = f"\r{done}{'' if total is None else f'/{total}'} documents  {rate:.1f} docs/s  {pairs / elapsed:.1f} pairs/s"
+    if total is not None:
+        line += f"  eta {(total - done) / rate if rate > 0 else 0.0:.0f}s"
+    return line + " "
 
 
-def run(options: ScoreOptions, model_dir: Path, log=sys.stderr) -> dict[str, Any]:
-    """Score every input document into `options.out`, resuming a previous run of the same options."""
-    if options.granularity not in GRANULARITIES:
-        raise InvalidInputError(f"--granularity must be one of {GRANULARITIES}")
-    if options.fmt not in OUTPUT_FORMATS:
-        raise InvalidInputError(f"--format must be one of {OUTPUT_FORMATS}")
-    if options.workers < 1 or options.chunk_size < 1:
-        raise InvalidInputError("--workers and --batch-size must be at least 1")
-    run_actors: tuple[ActorSpec, ...] = ()
-    if options.actors_file:
-        run_actors = tuple(
-            ActorSpec.parse(line) for line in Path(options.actors_file).read_text(encoding="utf-8").splitlines() if line.strip()
-        )
+def _open_output(options: ScoreOptions, model_dir: Path) -> dict[str, Any]:
+    """The output folder's manifest: the previous run's when its settings match, else a new one."""
     out = Path(options.out)
     fingerprint = options.fingerprint(model_identity(model_dir))
     manifest = _read_manifest(out)
@@ -404,43 +467,53 @@ def run(options: ScoreOptions, model_dir: Path, log=sys.stderr) -> dict[str, Any
     if manifest is None:
         manifest = {"fingerprint": fingerprint, "completed": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         _write_manifest(out, manifest)
-    done_chunks = {int(k) for k in manifest["completed"]}
-    total = sum(1 for _ in read_documents(options))
-    tasks = (
-        (i, docs, options, run_actors)
-        for i, docs in enumerate(chunks(read_documents(options), options.chunk_size))
-        if i not in done_chunks
-    )
-    started = time.monotonic()
-    totals = {"documents": 0, "sentences": 0, "pairs": 0, "failures": 0}
-    for record in manifest["completed"].values():
-        for k in totals:
-            totals[k] += record[k]
-    resumed = totals["documents"]
-    threads = max(1, (os.cpu_count() or 1) // options.workers)
-    if options.workers == 1:
-        _init_worker(str(model_dir), threads, options.precision)
-        results: Iterator[dict[str, Any]] = map(score_chunk, tasks)
-        pool = None
-    else:
-        import multiprocessing
+    return manifest
 
-        pool = multiprocessing.get_context("spawn").Pool(
-            options.workers, _init_worker, (str(model_dir), threads, options.precision)
+
+def run(options: ScoreOptions, model_dir: Path, log=sys.stderr) -> dict[str, Any]:
+    """Score every input document into `options.out`, resuming a previous run of the same options."""
+    if options.granularity not in GRANULARITIES:
+        raise InvalidInputError(f"--granularity must be one of {GRANULARITIES}")
+    if options.fmt not in OUTPUT_FORMATS:
+        raise InvalidInputError(f"--format must be one of {OUTPUT_FORMATS}")
+    if options.engine not in ENGINES:
+        raise InvalidInputError(f"--engine must be one of {ENGINES}")
+    if options.ray_address and options.engine != "ray":
+        raise InvalidInputError("--ray-address needs --engine ray")
+    if options.workers < 1 or options.chunk_size < 1:
+        raise InvalidInputError("--workers and --batch-size must be at least 1")
+    run_actors: tuple[ActorSpec, ...] = ()
+    if options.actors_file:
+        run_actors = tuple(
+            ActorSpec.parse(line) for line in Path(options.actors_file).read_text(encoding="utf-8").splitlines() if line.strip()
         )
-        results = pool.imap_unordered(score_chunk, tasks)
-    try:
-        for record in results:
-            manifest["completed"][str(record["chunk"])] = {k: record[k] for k in totals}
+    input_files(options)  # a missing or unknown input fails before the output folder is made
+    if options.engine == "ray":
+        from service import ray_engine  # raises InvalidInputError when Ray is not installed
+
+    out = Path(options.out)
+    manifest = _open_output(options, model_dir)
+    total: int | None
+    if options.engine == "ray":
+        done = ray_engine.resume(out, manifest)
+        parts = ray_engine.score_parts(options, model_dir, run_actors, done)
+        total = None
+    else:
+        parts = _local_parts(options, model_dir, run_actors, {int(k) for k in manifest["completed"]})
+        total = sum(1 for _ in read_documents(options))
+    totals = {k: sum(record[k] for record in manifest["completed"].values()) for k in COUNTS}
+    resumed = totals["documents"]
+    started = time.monotonic()
+    with closing(parts):
+        for record in parts:
+            manifest["completed"][record["part"]] = {k: record[k] for k in COUNTS}
             _write_manifest(out, manifest)
-            for k in totals:
+            for k in COUNTS:
                 totals[k] += record[k]
-            log.write(_progress(totals["documents"] - resumed, total - resumed, totals["pairs"], started))
+            log.write(
+                _progress(totals["documents"] - resumed, None if total is None else total - resumed, totals["pairs"], started)
+            )
             log.flush()
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     log.write("\n")
     merge_errors(out)
     elapsed = round(time.monotonic() - started, 2)

@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.errors import DataFormatError, InvalidInputError, ModelLoadError, StanceError
+from model.predictor import DEFAULT_PRECISION, PRECISIONS
+from service.settings import PRECISION_HELP
+
+PRECISION_ARG_HELP = f"{PRECISION_HELP} (default: {DEFAULT_PRECISION})"
 
 # Exit codes: 0 ok, 1 unexpected error, 2 bad input or data, 3 model could not be loaded.
 EXIT_INVALID = 2
@@ -163,6 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             layer_decay=args.layer_decay,
             sentiment_weight=args.sentiment_weight,
+            relation_training=args.relation_training,
+            relation_weight=args.relation_weight,
             max_length=args.max_length,
             patience=args.patience,
             threads=args.threads,
@@ -178,15 +184,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         exported = Path(args.out).parent / f".{Path(args.out).name}.feedback.jsonl"
         FeedbackStore(args.feedback_db).export(exported)
         data.append(str(exported))
-    if not data:
-        raise InvalidInputError("give --data FILE or --feedback-db PATH")
+    if not data and not args.relation_data:
+        raise InvalidInputError("give --data FILE, --relation-data FILE or --feedback-db PATH")
     spec = DataSpec(
         train=data,
         dev=args.dev or (),
         sentiment_corpora=args.sentiment_corpus or (),
+        relation_train=args.relation_data or (),
+        relation_dev=args.relation_dev or (),
         fmt=args.format,
         label_map=_label_map(args.label_map),
         sentiment_per_epoch=args.sentiment_per_epoch,
+        relation_per_epoch=args.relation_per_epoch,
         skip_invalid=args.skip_invalid,
     )
     start = getattr(args, "from")
@@ -215,8 +224,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     from model import default_model_path
     from service.batch_score import ScoreOptions, run
 
-    if args.engine != "local":
-        raise InvalidInputError("--engine ray is not available in this version; use --engine local")
     options = ScoreOptions(
         inputs=tuple(args.inputs),
         out=args.out,
@@ -230,6 +237,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         precision=args.precision,
         relations=args.relations,
         force=args.force,
+        engine=args.engine,
+        ray_address=args.ray_address,
     )
     model_dir = Path(args.model) if args.model else default_model_path()
     summary = run(options, model_dir)
@@ -259,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", help="model folder (default: STANCE_MODEL_DIR or the shipped model)")
-    p.add_argument("--precision", choices=["fp32", "int8"], help="default: STANCE_PRECISION or fp32")
+    p.add_argument("--precision", choices=PRECISIONS, help=f"default: STANCE_PRECISION or {DEFAULT_PRECISION}")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("classify", help="classify one document and print per-sentence stance and sentiment")
@@ -270,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relations", action="store_true", help="also score who supports or opposes whom")
     p.add_argument("--json", action="store_true", help="print the JSON that POST /classify returns")
     p.add_argument("--model", help="model folder (default: the shipped model)")
-    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_ARG_HELP)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("evaluate", help="score a model on labelled data")
@@ -278,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=["auto", "newsmtsc", "jsonl", "csv", "parquet", "directed"])
     p.add_argument("--model", action="append", help="model folder (default: the shipped model); twice to compare two models")
     p.add_argument("--errors", help="write the misclassified items (of the last model) to this JSONL file")
-    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default): the exact model")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -303,6 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-decay", type=float, default=1.0)
     p.add_argument("--sentiment-weight", type=float, default=0.5)
     p.add_argument("--sentiment-per-epoch", type=int, default=None)
+    p.add_argument("--relation-data", action="append", help="relation rows only (holder → target), e.g. a directed TSV")
+    p.add_argument("--relation-dev", action="append", help="relation dev rows only, e.g. a directed TSV")
+    p.add_argument(
+        "--relation-training",
+        default="separate",
+        choices=["separate", "joint"],
+        help="relation head: after the other heads on the frozen encoder, or in the same loop as them (updates the encoder)",
+    )
+    p.add_argument("--relation-weight", type=float, default=0.5, help="joint: weight of the relation loss")
+    p.add_argument(
+        "--relation-per-epoch",
+        type=int,
+        default=4000,
+        help="joint: relation pairs drawn per epoch (about +30%% epoch time on NewsMTSC + 3,000 sentiment sentences)",
+    )
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -318,16 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder; failures go to OUT.errors.jsonl")
     p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
     p.add_argument("--granularity", default="pair", choices=["pair", "sentence", "document"])
-    p.add_argument("--workers", type=int, default=1, help="processes, each holding one predictor")
+    p.add_argument("--workers", type=int, default=1, help="processes (with --engine ray: actors), each holding one predictor")
     p.add_argument("--batch-size", type=int, default=64, help="documents per committed chunk")
     p.add_argument("--id-field", default="id")
     p.add_argument("--text-field", default="text")
     p.add_argument("--actors-file", help='actors for the whole run, one "Name=alias1,alias2" per line')
-    p.add_argument("--engine", default="local", choices=["local", "ray"])
-    p.add_argument("--ray-address")
+    p.add_argument("--engine", default="local", choices=["local", "ray"], help="ray: run through Ray Data (needs the ray extra)")
+    p.add_argument("--ray-address", help="with --engine ray: connect to this Ray cluster (default: start a local Ray)")
     p.add_argument("--force", action="store_true", help="start over when the output was written with other settings")
     p.add_argument("--relations", action="store_true", help="also write a relations table (part-*.relations.*)")
-    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_ARG_HELP)
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.set_defaults(func=cmd_score)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 # The response is the predictor's own result types (dataclasses), so the API schema cannot drift from them.
 from model.results import ActorSummary, RelationSummary, SentenceResult
@@ -12,12 +13,35 @@ from model.results import ActorSummary, RelationSummary, SentenceResult
 ARTICLE = "Senate Passes Climate Bill\nThe senator praised Acme Corp for its generosity. Critics blamed Globex for the delays."
 
 
+def is_unicode(value: str) -> bool:
+    """False for a string with a lone surrogate ("\\ud800" is valid JSON): no tokenizer reads it, no JSON encoder writes it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# The words pydantic uses for the same failure in fields with length constraints.
+NOT_UNICODE = "Input should be a valid string, unable to parse raw data as a unicode string"
+
+
+def _unicode(value: str) -> str:
+    if not is_unicode(value):
+        raise PydanticCustomError("string_unicode", NOT_UNICODE)
+    return value
+
+
+# Unconstrained strings reach the code as given; constrained ones (min_length, max_length) pydantic checks itself.
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
 class ActorIn(BaseModel):
     """An explicit actor; aliases are matched literally as whole words."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Ukraine", "aliases": ["Kyiv", "Kiev"]}]})
     name: str = Field(min_length=1, max_length=200)
-    aliases: list[str] = Field(default_factory=list, max_length=100)
+    aliases: list[Text] = Field(default_factory=list, max_length=100)
 
 
 class ClassifyRequest(BaseModel):
@@ -27,7 +51,7 @@ class ClassifyRequest(BaseModel):
             "examples": [{"text": ARTICLE, "actors": [{"name": "Acme Corp", "aliases": ["Acme"]}], "detect_actors": True}]
         },
     )
-    text: str = Field(description="the document; offsets in the response index into it")
+    text: Text = Field(description="the document; offsets in the response index into it")
     actors: list[ActorIn] = Field(default_factory=list, description="explicit actors, combined with detection")
     detect_actors: bool = Field(True, description="find named actors with NER; false scores only explicit actors")
     relations: bool = Field(False, description="also score who supports or opposes whom (holder → target)")
@@ -137,7 +161,7 @@ class BatchResponse(BaseModel):
 
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"model_dir": "/models/newsroom-v2"}, {}]})
-    model_dir: str | None = Field(None, description="folder to load; omitted: re-read the configured folder")
+    model_dir: Text | None = Field(None, description="folder to load; omitted: re-read the configured folder")
 
 
 class Status(BaseModel):

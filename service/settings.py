@@ -9,6 +9,9 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model import default_model_path
+from model.predictor import DEFAULT_PRECISION
+
+PRECISION_HELP = "auto: bf16 where the CPU supports it, else fp32; fp32: exact; bf16; int8: quantised attention"
 
 
 class Settings(BaseSettings):
@@ -25,7 +28,7 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(5.0, ge=0, description="micro-batching: how long to wait for more requests")
     api_key: SecretStr | None = Field(None, description="bearer key for /admin routes; admin is off without it")
     threads: int = Field(0, ge=0, description="torch threads for inference (0: torch's default)")
-    precision: Literal["fp32", "int8"] = Field("fp32", description="int8: dynamic quantisation of the encoder; fp32: exact")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(DEFAULT_PRECISION, description=PRECISION_HELP)
     request_timeout_s: float = Field(60.0, gt=0, description="compute budget per request; over it the answer is 503")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty: CORS off")
     feedback_db: Path = Field(Path("stance-feedback.sqlite3"), description="SQLite file for POST /feedback")

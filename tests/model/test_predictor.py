@@ -98,13 +98,22 @@ def test_label_maps():
     assert label_index(SENTIMENT_LABELS) == {"positive": 0, "negative": 1, "neutral": 2}
 
 
-def test_int8_path_agrees_with_fp32_on_the_tiny_model(tiny_model_dir):
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_fast_paths_agree_with_fp32_on_the_tiny_model(tiny_model_dir, precision):
     fp32 = StancePredictor.load(tiny_model_dir)
-    int8 = StancePredictor.load(tiny_model_dir, precision="int8")
-    assert int8.precision == "int8" and fp32.precision == "fp32"
+    fast = StancePredictor.load(tiny_model_dir, precision=precision)
+    assert fast.precision == precision and fp32.precision == "fp32"
     pairs = [PairInput(f"Acme Corp hired {i} people and Trump praised it.", "Acme Corp", ((0, 9),)) for i in range(20)]
-    assert torch.allclose(fp32.stance_probabilities(pairs), int8.stance_probabilities(pairs), atol=0.05)
-    with pytest.raises(InvalidInputError, match="precision must be one of"):
+    assert torch.allclose(fp32.stance_probabilities(pairs), fast.stance_probabilities(pairs), atol=0.05)
+    assert torch.allclose(
+        fp32.sentiment_probabilities(["Trump praised it."]), fast.sentiment_probabilities(["Trump praised it."]), atol=0.05
+    )
+
+
+def test_precision_auto_and_unknown(tiny_model_dir):
+    expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    assert StancePredictor.load(tiny_model_dir, precision="auto").precision == expected
+    with pytest.raises(InvalidInputError, match=r"precision must be one of \('auto', 'fp32', 'bf16', 'int8'\), not 'int4'"):
         StancePredictor.load(tiny_model_dir, precision="int4")
 
 

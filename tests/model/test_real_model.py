@@ -4,6 +4,7 @@ import pytest
 
 from model import StancePredictor, default_model_path
 from model.actors import ActorSpec
+from model.predictor import DocumentInput
 
 pytestmark = pytest.mark.real_model
 
@@ -86,3 +87,33 @@ def test_relation_head_is_shipped_and_measured(real):
     actors = [ActorSpec("Russia", ("Moscow",)), ActorSpec("Ukraine", ("Kyiv",))]
     result = real.predict("Moscow blamed Kyiv for the attack.", actors, detect_actors=False, relations=True).to_dict()
     assert {(r["holder"], r["target"]) for r in result["relations"]} == {("Russia", "Ukraine"), ("Ukraine", "Russia")}
+
+
+@pytest.fixture(scope="module", params=["int8", "bf16"])
+def fast(request) -> StancePredictor:
+    return StancePredictor.load(default_model_path(), precision=request.param)
+
+
+def _agreement(fp32: StancePredictor, fast: StancePredictor, pairs) -> float:
+    same = fp32.stance_probabilities(pairs).argmax(-1) == fast.stance_probabilities(pairs).argmax(-1)
+    return same.float().mean().item()
+
+
+def test_fast_paths_agree_with_fp32_on_our_articles(real, fast):
+    import json
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "training" / "examples"
+    texts = [
+        json.loads(line)["text"] for name in ("articles.jsonl", "articles_heldout.jsonl") for line in (examples / name).open()
+    ]
+    pairs = [pair for text in texts for _, _, pair in real._plan(DocumentInput(text)).pairs]
+    assert len(pairs) >= 100
+    assert _agreement(real, fast, pairs) >= 0.98
+
+
+def test_fast_paths_agree_with_fp32_on_devtest_mt(real, fast, shared_data):
+    from training.data import load_file
+
+    pairs = [e.pair for e in load_file(shared_data / "newsmtsc" / "devtest_mt.jsonl").stance]
+    assert _agreement(real, fast, pairs) >= 0.98

@@ -161,9 +161,23 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
     assert file_digest(rows) == file_digest(read_rows(reference))
 
 
-def test_missing_input_and_ray_engine(tiny_model_dir, tmp_path, capsys):
-    assert main(["score", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o"), "--model", str(tiny_model_dir)]) == 2
+def test_missing_input_and_ray_options(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    args = ["score", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o"), "--model", str(tiny_model_dir)]
+    assert main(args) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope.jsonl'}: input not found\n"
+    assert main([*args, "--ray-address", "127.0.0.1:6379"]) == 2
+    assert capsys.readouterr().err == "error: --ray-address needs --engine ray\n"
+
+    import service
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    monkeypatch.delitem(sys.modules, "service.ray_engine", raising=False)
+    monkeypatch.delattr(service, "ray_engine", raising=False)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps(DOCS[0]) + "\n", encoding="utf-8")
+    assert main(["score", str(docs), "--out", str(tmp_path / "o"), "--engine", "ray", "--model", str(tiny_model_dir)]) == 2
+    assert capsys.readouterr().err == "error: --engine ray needs Ray: pip install 'actor-stance[ray]'\n"
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])

@@ -1,0 +1,225 @@
+"""CPU inference speed: the predictor's scoring paths against a naive transformers pipeline, and the GEMM ceiling.
+
+On the same sampled NewsMTSC pairs, in one run:
+- naive: `transformers.pipeline("text-classification")` on the same fp32 encoder weights (the markers inserted
+  as text), batch_size 32, in sample order (no length sorting);
+- the predictor's stance path in fp32 and int8 (length-sorted batches, dynamic padding), at several batch sizes;
+- a GEMM probe: sustained fp32 matmul and int8 dynamic-quantised Linear rates at the encoder's shapes, and from
+  them the best possible pairs/s for this sample's token lengths (the int8 ceiling);
+- stance macro-F1 on devtest_mt and label agreement of int8 against fp32;
+- `stance serve`: cold start (process start to /ready 200) and peak RSS after scoring a few articles.
+Every speed is the median of --repeats timed runs after one warm-up. Writes benchmarks/results/inference.json.
+
+    .venv/bin/python benchmarks/inference.py [--pairs 2000] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import article
+
+from model import StancePredictor, default_model_path
+from model.encoding import MARKER_TOKENS
+from model.predictor import DEFAULT_PRECISION, PairInput
+from training.data import load_file
+from training.metrics import classification_report
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+NEWSMTSC = ROOT.parent / "shared" / "data" / "newsmtsc"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median seconds of `repeats` runs after one untimed warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def gemm_probe(tokens: int = 2048, hidden: int = 384, inner: int = 1536, seconds: float = 2.0) -> dict[str, float]:
+    """Sustained rates (G(FL)OP/s) of fp32 matmul and of an int8 dynamic-quantised Linear at the encoder's shapes."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    x = torch.randn(tokens, hidden)
+    w = torch.randn(hidden, inner)
+    qlinear = QLinear(hidden, inner, dtype=torch.qint8)
+    qlinear.set_weight_bias(torch.quantize_per_tensor(torch.randn(inner, hidden), 0.05, 0, torch.qint8), None)
+    ops = 2 * tokens * hidden * inner
+    rates = {}
+    for name, fn in (("fp32_gflops", lambda: x @ w), ("int8_gops", lambda: qlinear(x))):
+        fn()
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            fn()
+            n += 1
+        rates[name] = round(ops * n / (time.perf_counter() - started) / 1e9, 1)
+    return rates
+
+
+def encoder_ops(length: int, config) -> tuple[float, float]:
+    """(ops in the linear layers, ops in attention's two batched matmuls) for one sequence of `length` tokens."""
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    linear = layers * length * (8 * h * h + 4 * h * i)
+    attention = layers * 4 * length * length * h
+    return linear, attention
+
+
+def sample_pairs(n: int, seed: int) -> list[PairInput]:
+    examples = load_file(NEWSMTSC / "train.jsonl").stance
+    return [e.pair for e in random.Random(seed).sample(examples, min(n, len(examples)))]
+
+
+def naive_pipeline(predictor: StancePredictor, folder: Path):
+    """A stock text-classification pipeline over the predictor's fp32 encoder weights (a fresh linear head)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, pipeline
+
+    config = BertConfig(**predictor.config.encoder, num_labels=len(predictor.config.stance_labels))
+    model = BertForSequenceClassification(config)
+    model.bert.load_state_dict(predictor.network.encoder.state_dict(), strict=False)
+    model.save_pretrained(folder)
+    predictor.tokenizer.save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, additional_special_tokens=list(MARKER_TOKENS))
+    return pipeline("text-classification", model=str(folder), tokenizer=tokenizer, device=-1, batch_size=32)
+
+
+def marked_text(pair: PairInput) -> str:
+    """The sentence with the markers around each mention, as plain text."""
+    text, pieces, last = pair.text, [], 0
+    for start, end in sorted(pair.mentions):
+        pieces += [text[last:start], f"{MARKER_TOKENS[0]} ", text[start:end], f" {MARKER_TOKENS[1]}"]
+        last = end
+    return "".join([*pieces, text[last:]])
+
+
+def stance_f1(predictor: StancePredictor) -> float:
+    examples = load_file(NEWSMTSC / "devtest_mt.jsonl").stance
+    labels = predictor.config.stance_labels
+    predicted = predictor.stance_probabilities([e.pair for e in examples]).argmax(-1).tolist()
+    return classification_report([labels.index(e.label) for e in examples], predicted, labels)["macro_f1"]
+
+
+def serve_figures(precision: str, threads: int) -> dict[str, float]:
+    """Cold start of `stance serve` (process start to /ready 200) and its peak RSS after scoring five articles."""
+    port = free_port()
+    env = os.environ | {"STANCE_PRECISION": precision, "STANCE_THREADS": str(threads)}
+    stance = Path(sys.executable).with_name("stance")
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [str(stance), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None:
+                raise SystemExit("stance serve exited during start-up")
+            time.sleep(0.05)
+        cold_start = time.perf_counter() - started
+        rng = random.Random(3)
+        for _ in range(5):
+            httpx.post(f"{url}/classify", json={"text": article(rng, 600)}, timeout=120).raise_for_status()
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"cold_start_s": round(cold_start, 2), "peak_rss_mb": round(peak_kb / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-sizes", default="32,64,128")
+    parser.add_argument("--out", type=Path, default=RESULTS / "inference.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pairs = sample_pairs(args.pairs, seed=0)
+    fp32 = StancePredictor.load(default_model_path(), precision="fp32")
+    int8 = StancePredictor.load(default_model_path(), precision="int8")
+    lengths = [len(e.input_ids) for e in fp32.encode_pairs(pairs)]
+
+    rates = gemm_probe()
+    ops = [encoder_ops(n, fp32.network.encoder.config) for n in lengths]
+    seconds_int8 = sum(lin / (rates["int8_gops"] * 1e9) + att / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
+    seconds_fp32 = sum((lin + att) / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
+    ceiling = {"int8_pairs_per_s": round(len(pairs) / seconds_int8, 1), "fp32_pairs_per_s": round(len(pairs) / seconds_fp32, 1)}
+
+    with tempfile.TemporaryDirectory() as folder:
+        classify = naive_pipeline(fp32, Path(folder))
+        texts = [marked_text(p) for p in pairs]
+        naive = len(pairs) / timed(lambda: classify(texts), args.repeats)
+
+    paths: dict[str, dict[str, float]] = {}
+    for name, predictor in (("fp32", fp32), ("int8", int8)):
+        paths[name] = {
+            str(size): round(len(pairs) / timed(lambda p=predictor, s=size: p.stance_probabilities(pairs, s), args.repeats), 1)
+            for size in map(int, args.batch_sizes.split(","))
+        }
+    default = paths[DEFAULT_PRECISION]["64"]
+
+    agree = (fp32.stance_probabilities(pairs).argmax(-1) == int8.stance_probabilities(pairs).argmax(-1)).float().mean()
+    f1 = {"fp32": stance_f1(fp32), "int8": stance_f1(int8)}
+    out = {
+        "pairs": len(pairs),
+        "source": "newsmtsc/train.jsonl, random.Random(0).sample",
+        "tokens_per_pair": {
+            "mean": round(statistics.mean(lengths), 1),
+            "median": statistics.median(lengths),
+            "max": max(lengths),
+        },
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "gemm_probe": rates,
+        "ceiling": ceiling,
+        "pairs_per_s": {
+            "naive_pipeline_fp32_bs32_unsorted": round(naive, 1),
+            **{f"{k}_by_batch_size": v for k, v in paths.items()},
+        },
+        "default_path": {"precision": DEFAULT_PRECISION, "batch_size": 64, "pairs_per_s": default},
+        "default_vs_naive": round(default / naive, 2),
+        "default_vs_int8_ceiling": round(default / ceiling["int8_pairs_per_s"], 3),
+        "stance_macro_f1_devtest_mt": f1,
+        "int8_label_agreement_with_fp32": round(float(agree), 4),
+        "serve": {p: serve_figures(p, args.threads) for p in ("fp32", "int8")},
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "torch": torch.__version__},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

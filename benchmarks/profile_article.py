@@ -1,0 +1,77 @@
+"""Where the time goes for one 400-word article: a pyinstrument profile of `StancePredictor.predict`.
+
+    .venv/bin/python benchmarks/profile_article.py [--precision int8] [--repeats 5]
+
+Prints the call tree (time per stage) of --repeats predictions of distinct synthetic articles, after a warm-up,
+and a stage table from wall-clock timers: sentence splitting, spaCy NER and linking, tokenisation, the encoder
+passes (stance and sentiment), and the rest. See benchmarks/PROFILE.md for the findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from pyinstrument import Profiler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import article
+
+from model import StancePredictor, default_model_path
+from model.predictor import DEFAULT_PRECISION, DocumentInput
+from model.text import split_sentences
+
+
+def stages(predictor: StancePredictor, text: str) -> dict[str, float]:
+    """Wall-clock seconds per stage of one prediction, run stage by stage."""
+    times: dict[str, float] = {}
+
+    def clock(name: str, fn):
+        started = time.perf_counter()
+        value = fn()
+        times[name] = time.perf_counter() - started
+        return value
+
+    sentences = clock("sentences", lambda: split_sentences(text))
+    plan = clock("ner_and_linking", lambda: predictor._plan(DocumentInput(text)))
+    pairs = [pair for _, _, pair in plan.pairs]
+    texts = [s.text for s in sentences]
+    items = clock("tokenise", lambda: (predictor.encode_pairs(pairs), predictor.encode_sentences(texts)))
+    clock("encoder_stance", lambda: predictor._logits(items[0], "stance", 64))
+    clock("encoder_sentiment", lambda: predictor._logits(items[1], "sentiment", 64))
+    total = clock("whole_predict", lambda: predictor.predict(text))
+    times["pairs"], times["sentences_n"] = len(pairs), len(texts)
+    del total
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--precision", default=DEFAULT_PRECISION, choices=["fp32", "int8"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    predictor = StancePredictor.load(default_model_path(), precision=args.precision)
+    rng = random.Random(400)
+    texts = [article(rng, 400) for _ in range(args.repeats + 1)]
+    predictor.predict(texts[0])  # warm-up: spaCy and torch initialise lazily
+    profiler = Profiler(interval=0.001)
+    with profiler:
+        for text in texts[1:]:
+            predictor.predict(text)
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+    rows = [stages(predictor, text) for text in texts[1:]]
+    print(f"stage medians over {len(rows)} articles ({args.precision}, {args.threads} threads):")
+    for name in rows[0]:
+        values = sorted(r[name] for r in rows)
+        median = values[len(values) // 2]
+        print(f"  {name:<18} {median * 1000:8.1f} ms" if name not in ("pairs", "sentences_n") else f"  {name:<18} {median:8.0f}")
+
+
+if __name__ == "__main__":
+    main()
