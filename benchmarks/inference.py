@@ -3,10 +3,10 @@
 On the same sampled NewsMTSC pairs, in one run:
 - naive: `transformers.pipeline("text-classification")` on the same fp32 encoder weights (the markers inserted
   as text), batch_size 32, in sample order (no length sorting);
-- the predictor's stance path in fp32 and int8 (length-sorted batches, dynamic padding), at several batch sizes;
+- the predictor's stance path in fp32, bf16 and int8 (length-sorted batches, dynamic padding), at several batch sizes;
 - a GEMM probe: sustained fp32 matmul and int8 dynamic-quantised Linear rates at the encoder's shapes, and from
   them the best possible pairs/s for this sample's token lengths (the int8 ceiling);
-- stance macro-F1 on devtest_mt and label agreement of int8 against fp32;
+- stance macro-F1 on devtest_mt per precision, and label agreement of bf16 and int8 against fp32;
 - `stance serve`: cold start (process start to /ready 200) and peak RSS after scoring a few articles.
 Every speed is the median of --repeats timed runs after one warm-up. Writes benchmarks/results/inference.json.
 
@@ -37,7 +37,7 @@ from synthetic import article
 
 from model import StancePredictor, default_model_path
 from model.encoding import MARKER_TOKENS
-from model.predictor import DEFAULT_PRECISION, PairInput
+from model.predictor import DEFAULT_PRECISION, PairInput, resolve_precision
 from training.data import load_file
 from training.metrics import classification_report
 
@@ -64,16 +64,17 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
 
 
 def gemm_probe(tokens: int = 2048, hidden: int = 384, inner: int = 1536, seconds: float = 2.0) -> dict[str, float]:
-    """Sustained rates (G(FL)OP/s) of fp32 matmul and of an int8 dynamic-quantised Linear at the encoder's shapes."""
+    """Sustained rates (G(FL)OP/s) of fp32 and bf16 matmul and of an int8 dynamic-quantised Linear, at the encoder's shapes."""
     from torch.ao.nn.quantized.dynamic import Linear as QLinear
 
     x = torch.randn(tokens, hidden)
     w = torch.randn(hidden, inner)
+    xb, wb = x.bfloat16(), w.bfloat16()
     qlinear = QLinear(hidden, inner, dtype=torch.qint8)
     qlinear.set_weight_bias(torch.quantize_per_tensor(torch.randn(inner, hidden), 0.05, 0, torch.qint8), None)
     ops = 2 * tokens * hidden * inner
     rates = {}
-    for name, fn in (("fp32_gflops", lambda: x @ w), ("int8_gops", lambda: qlinear(x))):
+    for name, fn in (("fp32_gflops", lambda: x @ w), ("bf16_gflops", lambda: xb @ wb), ("int8_gops", lambda: qlinear(x))):
         fn()
         n, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
@@ -162,20 +163,26 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-sizes", default="32,64,128")
+    parser.add_argument("--batch-sizes", default="32,64,128", help="compared on the default path")
     parser.add_argument("--out", type=Path, default=RESULTS / "inference.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pairs = sample_pairs(args.pairs, seed=0)
-    fp32 = StancePredictor.load(default_model_path(), precision="fp32")
-    int8 = StancePredictor.load(default_model_path(), precision="int8")
+    predictors = {p: StancePredictor.load(default_model_path(), precision=p) for p in ("fp32", "bf16", "int8")}
+    fp32 = predictors["fp32"]
+    default_precision = resolve_precision(DEFAULT_PRECISION)
     lengths = [len(e.input_ids) for e in fp32.encode_pairs(pairs)]
 
     rates = gemm_probe()
     ops = [encoder_ops(n, fp32.network.encoder.config) for n in lengths]
     seconds_int8 = sum(lin / (rates["int8_gops"] * 1e9) + att / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
     seconds_fp32 = sum((lin + att) / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
-    ceiling = {"int8_pairs_per_s": round(len(pairs) / seconds_int8, 1), "fp32_pairs_per_s": round(len(pairs) / seconds_fp32, 1)}
+    seconds_bf16 = sum((lin + att) / (rates["bf16_gflops"] * 1e9) for lin, att in ops)
+    ceiling = {
+        "int8_pairs_per_s": round(len(pairs) / seconds_int8, 1),
+        "bf16_pairs_per_s": round(len(pairs) / seconds_bf16, 1),
+        "fp32_pairs_per_s": round(len(pairs) / seconds_fp32, 1),
+    }
 
     with tempfile.TemporaryDirectory() as folder:
         classify = naive_pipeline(fp32, Path(folder))
@@ -183,15 +190,18 @@ def main() -> None:
         naive = len(pairs) / timed(lambda: classify(texts), args.repeats)
 
     paths: dict[str, dict[str, float]] = {}
-    for name, predictor in (("fp32", fp32), ("int8", int8)):
+    for name, predictor in predictors.items():
+        # Batch sizes are compared on the default path; the other precisions run at the chosen 64.
+        sizes = map(int, args.batch_sizes.split(",")) if name == default_precision else [64]
         paths[name] = {
             str(size): round(len(pairs) / timed(lambda p=predictor, s=size: p.stance_probabilities(pairs, s), args.repeats), 1)
-            for size in map(int, args.batch_sizes.split(","))
+            for size in sizes
         }
-    default = paths[DEFAULT_PRECISION]["64"]
+    default = paths[default_precision]["64"]
 
-    agree = (fp32.stance_probabilities(pairs).argmax(-1) == int8.stance_probabilities(pairs).argmax(-1)).float().mean()
-    f1 = {"fp32": stance_f1(fp32), "int8": stance_f1(int8)}
+    labels = {name: p.stance_probabilities(pairs).argmax(-1) for name, p in predictors.items()}
+    agree = {name: round((labels[name] == labels["fp32"]).float().mean().item(), 4) for name in ("bf16", "int8")}
+    f1 = {name: stance_f1(p) for name, p in predictors.items()}
     out = {
         "pairs": len(pairs),
         "source": "newsmtsc/train.jsonl, random.Random(0).sample",
@@ -208,12 +218,13 @@ def main() -> None:
             "naive_pipeline_fp32_bs32_unsorted": round(naive, 1),
             **{f"{k}_by_batch_size": v for k, v in paths.items()},
         },
-        "default_path": {"precision": DEFAULT_PRECISION, "batch_size": 64, "pairs_per_s": default},
+        "default_path": {"precision": f"{DEFAULT_PRECISION}: {default_precision} here", "batch_size": 64, "pairs_per_s": default},
         "default_vs_naive": round(default / naive, 2),
         "default_vs_int8_ceiling": round(default / ceiling["int8_pairs_per_s"], 3),
+        "default_vs_bf16_ceiling": round(default / ceiling["bf16_pairs_per_s"], 3),
         "stance_macro_f1_devtest_mt": f1,
-        "int8_label_agreement_with_fp32": round(float(agree), 4),
-        "serve": {p: serve_figures(p, args.threads) for p in ("fp32", "int8")},
+        "label_agreement_with_fp32": agree,
+        "serve": {p: serve_figures(p, args.threads) for p in (DEFAULT_PRECISION, "fp32")},
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "torch": torch.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
