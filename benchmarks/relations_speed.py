@@ -1,7 +1,8 @@
 """Does asking for nothing cost nothing? Predictor throughput with relations off and on, in one run.
 
-Scores the same synthetic 400-word articles, interleaved and repeated, three ways: the default model with its
-relation head stripped (the path before relations existed), the same model with relations off, and relations on.
+Scores the same synthetic 400-word articles on the default path (precision auto), interleaved and repeated, three
+ways: the default model with its relation head stripped (the path before relations existed), the same model with
+relations off, and relations on.
 Modes run in a shuffled order each round, after one untimed warm-up round. Reports median documents/s.
 Writes benchmarks/results/relations_speed.json.
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import article
 
 from model import StancePredictor, default_model_path
-from model.predictor import DocumentInput
+from model.predictor import DEFAULT_PRECISION, DocumentInput, resolve_precision
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,8 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(11)
     texts = [article(rng, 400) for _ in range(args.articles)]
-    predictor = StancePredictor.load(default_model_path())
-    stripped = StancePredictor.load(default_model_path())
+    predictor = StancePredictor.load(default_model_path(), precision=DEFAULT_PRECISION)
+    stripped = StancePredictor.load(default_model_path(), precision=DEFAULT_PRECISION)
     stripped.network.relation_head, stripped.config.relation_labels = None, []
     timings: dict[str, list[float]] = {"no_relation_head": [], "off": [], "on": []}
     counts: dict[str, int] = {}
@@ -62,6 +63,7 @@ def main() -> None:
         "off_vs_no_head_time_ratio": round(statistics.median(timings["off"]) / statistics.median(timings["no_relation_head"]), 3),
         "on_vs_off_time_ratio": round(statistics.median(timings["on"]) / statistics.median(timings["off"]), 3),
         "threads": torch.get_num_threads(),
+        "precision": f"{DEFAULT_PRECISION}: {resolve_precision(DEFAULT_PRECISION)} here",
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "relations_speed.json").write_text(json.dumps(out, indent=2) + "\n")
