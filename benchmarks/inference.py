@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import free_port, wait_ready
 from synthetic import article
 
 from model import StancePredictor, default_model_path
@@ -45,12 +45,6 @@ from training.metrics import classification_report
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 NEWSMTSC = ROOT.parent / "shared" / "data" / "newsmtsc"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
@@ -138,15 +132,7 @@ def serve_figures(precision: str, threads: int) -> dict[str, float]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None:
-                raise SystemExit("stance serve exited during start-up")
-            time.sleep(0.05)
+        wait_ready(url, server, timeout=120, poll=0.05)
         cold_start = time.perf_counter() - started
         rng = random.Random(3)
         for _ in range(5):

@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 import httpx
 
 sys.path.append(str(Path(__file__).resolve().parent))  # appended: benchmarks/service.py must not shadow the package
+from serving import free_port, wait_ready
 from synthetic import sentence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,12 +55,6 @@ def articles(count: int, seed: int = 11) -> list[str]:
     """Distinct short articles of 3-8 sentences, so the service's deduplication does not flatter the figures."""
     rng = random.Random(seed)
     return [" ".join(sentence(rng) for _ in range(rng.randint(3, 8))) for _ in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -146,18 +140,6 @@ def start_server(port: int, model: str | None, log) -> subprocess.Popen:
         command += ["--model", model]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(url: str, server: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not become ready" if server.poll() is None else f"the server exited ({server.returncode})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
