@@ -50,11 +50,11 @@ def pack_state(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor] | N
     packed: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
         if base is not None and name == WORD_EMBEDDINGS:
-            packed[TRAINED_ROWS] = tensor[rows].detach().to(torch.float16).contiguous()
+            packed[TRAINED_ROWS] = tensor[rows].detach().to("cpu", torch.float16).contiguous()
         elif tensor.is_floating_point():
-            packed[name] = tensor.detach().to(torch.float16).contiguous()
+            packed[name] = tensor.detach().to("cpu", torch.float16).contiguous()
         else:
-            packed[name] = tensor.detach().contiguous()
+            packed[name] = tensor.detach().cpu().contiguous()
     return packed
 
 

@@ -34,6 +34,7 @@ FORMAT_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # What serving and scoring use unless told otherwise, chosen by benchmarks/inference.py (see benchmarks/PROFILE.md).
 DEFAULT_PRECISION = "auto"
+PRECISION_HELP = "auto: bf16 where the CPU supports it, else fp32; fp32: exact; bf16; int8: quantised attention"
 
 
 def resolve_precision(precision: str) -> str:
@@ -43,6 +44,21 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     return precision
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device ("auto": cuda when available, else cpu); an unusable device raises InvalidInputError."""
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidInputError(f"device must be cpu, cuda, cuda:N or auto, not {device!r}") from exc
+    if resolved.type == "cuda" and (not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()):
+        raise InvalidInputError(f"device {device!r} is not available on this machine (no CUDA GPU found)")
+    if resolved.type not in ("cpu", "cuda"):
+        raise InvalidInputError(f"device must be cpu, cuda, cuda:N or auto, not {device!r}")
+    return resolved
 
 
 def base_model_path() -> Path:
@@ -132,6 +148,7 @@ class StancePredictor:
         self.encoder = PairEncoder(tokenizer, config.input_format, config.max_length)
         self.finder = ActorFinder()
         self.precision = "fp32"
+        self.device = torch.device("cpu")
 
     # ----- construction -------------------------------------------------------------
     @classmethod
@@ -226,9 +243,19 @@ class StancePredictor:
             self.network.encoder = quantize_dynamic(self.network.encoder, layers, dtype=torch.qint8)
         self.precision = "int8"
 
+    def to(self, device: str | torch.device) -> StancePredictor:
+        """Move the network to `device` ("cpu", "cuda", "cuda:1", …); scoring then runs there."""
+        self.device = resolve_device(device)
+        self.network.to(self.device)
+        return self
+
     def _autocast(self):
         """bf16 autocast for the bf16 precision; a no-op context otherwise."""
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def to_batch(self, items: Sequence[Encoded], with_other: bool = False) -> dict[str, torch.Tensor]:
+        """A padded batch on the predictor's device."""
+        return {k: v.to(self.device) for k, v in collate(items, self.encoder.pad_id, with_other).items()}
 
     @classmethod
     def load(cls, path: str | Path, precision: str = "fp32") -> StancePredictor:
@@ -268,7 +295,7 @@ class StancePredictor:
         forward = self.network.stance_logits if head == "stance" else self.network.sentiment_logits
         with self._autocast():
             for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
-                out[batch] = forward(**collate([items[i] for i in batch], self.encoder.pad_id)).float()
+                out[batch] = forward(**self.to_batch([items[i] for i in batch])).float().cpu()
         return out
 
     def stance_logits(self, pairs: Sequence[PairInput], batch_size: int = 64) -> torch.Tensor:
@@ -288,7 +315,7 @@ class StancePredictor:
     def add_relation_head(self, labels: Sequence[str]) -> None:
         """Give the network a fresh relation head (its encoder and other heads are untouched)."""
         hidden = self.network.encoder.config.hidden_size
-        self.network.relation_head = relation_head(hidden, len(labels), self.config.dropout)
+        self.network.relation_head = relation_head(hidden, len(labels), self.config.dropout).to(self.device)
         self.config.relation_labels = list(labels)
         self.config.temperature["relation"] = 1.0
 
@@ -302,9 +329,7 @@ class StancePredictor:
         out = torch.empty((len(items), 3 * self.network.encoder.config.hidden_size))
         with self._autocast():
             for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
-                out[batch] = self.network.relation_features(
-                    **collate([items[i] for i in batch], self.encoder.pad_id, with_other=True)
-                ).float()
+                out[batch] = self.network.relation_features(**self.to_batch([items[i] for i in batch], True)).float().cpu()
         return out
 
     def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int = 64) -> torch.Tensor:
@@ -314,7 +339,8 @@ class StancePredictor:
         if not relations:
             return torch.empty((0, len(self.config.relation_labels)))
         with torch.inference_mode():
-            logits = self.network.relation_logits(self.relation_features(relations, batch_size))
+            features = self.relation_features(relations, batch_size).to(self.device)
+            logits = self.network.relation_logits(features).cpu()
         return torch.softmax(logits / self.config.temperature.get("relation", 1.0), dim=-1)
 
     def sentiment_probabilities(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:

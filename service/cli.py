@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.errors import DataFormatError, InvalidInputError, ModelLoadError, StanceError
-from model.predictor import DEFAULT_PRECISION, PRECISIONS
-from service.settings import PRECISION_HELP
+from model.predictor import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
 
 PRECISION_ARG_HELP = f"{PRECISION_HELP} (default: {DEFAULT_PRECISION})"
 
@@ -172,6 +171,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_length=args.max_length,
             patience=args.patience,
             threads=args.threads,
+            device=args.device,
+            class_balance=args.class_balance,
         )
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from exc
@@ -330,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto (cuda when available)")
+    p.add_argument(
+        "--class-balance",
+        type=float,
+        default=0.0,
+        help="weight the stance loss by inverse class frequency to this power (0: off, 1: fully balanced)",
+    )
     p.add_argument("--label-map", help="map your label names onto ours: oppose=against,support=favor")
     p.add_argument("--skip-invalid", action="store_true", help="skip bad rows (and report how many) instead of stopping")
     p.add_argument("--name", default="actor-stance")

@@ -9,9 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model import default_model_path
-from model.predictor import DEFAULT_PRECISION
-
-PRECISION_HELP = "auto: bf16 where the CPU supports it, else fp32; fp32: exact; bf16; int8: quantised attention"
+from model.predictor import DEFAULT_PRECISION, PRECISION_HELP
 
 
 class Settings(BaseSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ class TrainConfig:
     seed: int = 13
     patience: int = 2
     threads: int = 0
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (cuda when available)
+    # Stance loss weights: inverse class frequency to this power (0: plain cross-entropy, 1: fully balanced).
+    class_balance: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -52,6 +56,8 @@ class TrainConfig:
             "relation_weight": self.relation_weight >= 0,
             "patience": self.patience >= 1,
             "threads": self.threads >= 0,
+            "device": re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.device) is not None,
+            "class_balance": 0 <= self.class_balance <= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

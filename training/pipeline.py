@@ -17,7 +17,7 @@ import torch
 from model.errors import DataFormatError
 from model.io import sha256_file
 from model.labels import RELATION_LABELS, SENTIMENT_LABELS, STANCE_LABELS
-from model.predictor import ModelConfig, StancePredictor
+from model.predictor import ModelConfig, StancePredictor, resolve_device
 from training.config import TrainConfig
 from training.data import LabelledData, load_file, load_sst2, load_tweeteval
 from training.evaluate import evaluate_data
@@ -102,6 +102,13 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def _hardware(device: torch.device) -> str:
+    """What trained the model: the GPU's name, or the CPU and its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"
 
 
 def _round_to_fp16(predictor: StancePredictor) -> None:
@@ -244,6 +251,7 @@ def train_model(
     Relation rows train the relation head after the other heads on the frozen encoder (`separate`), or in
     the same loop as them (`joint`, neutral pairs balanced as `training.relations` does).
     """
+    resolve_device(config.device)  # fail before loading any data
     train_data, dev_data, dev_sets = load_training_data(spec, config.seed, log)
     if train_data.relations and not dev_data.relations:
         where = ", ".join([*spec.dev, *spec.relation_dev])
@@ -293,6 +301,7 @@ def train_model(
         "config": config.to_dict(),
         "data": data_record(spec),
         "versions": _versions(),
+        "hardware": _hardware(predictor.device),
     }
     save_model(predictor, out, metrics, record)
     return metrics

@@ -109,13 +109,15 @@ def _fit(
     torch.manual_seed(seed)
     labels = predictor.config.relation_labels
     head = predictor.network.relation_head
+    device = predictor.device
+    x_train, y_train, x_dev = x_train.to(device), y_train.to(device), x_dev.to(device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(y_train.tolist(), len(labels)))
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(y_train.tolist(), len(labels)).to(device))
     best, best_state, history = -1.0, None, []
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(1, epochs + 1):
         head.train()
-        order = torch.randperm(len(y_train), generator=generator)
+        order = torch.randperm(len(y_train), generator=generator).to(device)
         for i in range(0, len(order), batch_size):
             batch = order[i : i + batch_size]
             loss = loss_fn(head(x_train[batch]), y_train[batch])
@@ -133,7 +135,7 @@ def _fit(
     head.eval()
     with torch.no_grad():
         head.half().float()  # the folder stores fp16: report what is stored
-        logits = head(x_dev)
+        logits = head(x_dev).cpu()
     return classification_report(y_dev.tolist(), logits.argmax(-1).tolist(), labels), history, logits
 
 
@@ -149,9 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--neutral-per-other", type=float, default=NEUTRAL_PER_OTHER, help="neutral training pairs per support/oppose pair"
     )
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = parser.parse_args(argv)
 
-    predictor = StancePredictor.load(args.model)
+    predictor = StancePredictor.load(args.model).to(args.device)
     train = [e for path in args.train for e in load_file(path).relations]
     dev = [e for path in args.dev for e in load_file(path).relations]
     result = train_relation_head(

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.encoding import Encoded, collate
+from model.encoding import Encoded
 from model.io import WORD_EMBEDDINGS
 from model.labels import RELATION_LABELS
 from model.predictor import StancePredictor
@@ -56,10 +56,10 @@ def sampled_batches(items: Sequence[Encoded], per_epoch: int, batch_size: int, r
     return [[chosen[j] for j in b] for b in grouped_batches(lengths, batch_size, rng)]
 
 
-def class_weights(gold: Sequence[int], n_labels: int) -> torch.Tensor:
-    """Inverse class frequencies, n / (labels · count), for a class-weighted loss."""
+def class_weights(gold: Sequence[int], n_labels: int, power: float = 1.0) -> torch.Tensor:
+    """Inverse class frequencies, (n / (labels · count)) ** power, for a class-weighted loss."""
     counts = Counter(gold)
-    return torch.tensor([len(gold) / (n_labels * max(1, counts[i])) for i in range(n_labels)])
+    return torch.tensor([(len(gold) / (n_labels * max(1, counts[i]))) ** power for i in range(n_labels)])
 
 
 def _param_groups(predictor: StancePredictor, config: TrainConfig) -> list[dict[str, Any]]:
@@ -85,7 +85,7 @@ def _param_groups(predictor: StancePredictor, config: TrainConfig) -> list[dict[
 def _freeze_word_embeddings(predictor: StancePredictor) -> None:
     """Only the entity-marker rows of the word embeddings learn, so the saved model stays a small delta."""
     weight = dict(predictor.network.named_parameters())[WORD_EMBEDDINGS]
-    mask = torch.zeros(weight.shape[0], 1)
+    mask = torch.zeros(weight.shape[0], 1, device=weight.device)
     mask[predictor.marker_rows] = 1.0
     weight.register_hook(lambda grad: grad * mask)
 
@@ -154,6 +154,7 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
+    predictor.to(config.device)
     net = predictor.network
     if predictor.config.base_model:
         _freeze_word_embeddings(predictor)
@@ -163,11 +164,14 @@ def train(
     stance_labels = predictor.config.stance_labels
     sentiment_labels = predictor.config.sentiment_labels
     loss_fn = nn.CrossEntropyLoss()
+    stance_gold = [stance_labels.index(e.label) for e in train_data.stance]
+    stance_weights = class_weights(stance_gold, len(stance_labels), config.class_balance).to(predictor.device)
+    stance_loss = nn.CrossEntropyLoss(weight=stance_weights if config.class_balance else None)
     stance = _Task(
         predictor.encode_pairs([e.pair for e in train_data.stance]),
-        [stance_labels.index(e.label) for e in train_data.stance],
+        stance_gold,
         len(train_data.stance),
-        lambda inputs, gold: loss_fn(net.stance_logits(**inputs), gold),
+        lambda inputs, gold: stance_loss(net.stance_logits(**inputs), gold),
     )
     sentiment = _Task(
         predictor.encode_sentences([e.text for e in train_data.sentiment]),
@@ -179,7 +183,7 @@ def train(
     if relations:
         relation_labels = predictor.config.relation_labels
         relation_gold = [relation_labels.index(e.label) for e in relations]
-        weighted_loss = nn.CrossEntropyLoss(weight=class_weights(relation_gold, len(relation_labels)))
+        weighted_loss = nn.CrossEntropyLoss(weight=class_weights(relation_gold, len(relation_labels)).to(predictor.device))
 
         def relation_loss(inputs: dict[str, torch.Tensor], gold: torch.Tensor) -> torch.Tensor:
             """The inference path (predictor.relation_probabilities) with gradients, class-weighted."""
@@ -215,8 +219,8 @@ def train(
         running, since_log, seen, epoch_start = 0.0, 0, 0, time.monotonic()
         for head, batch in jobs:
             task = tasks[head]
-            inputs = collate([task.items[i] for i in batch], predictor.encoder.pad_id, with_other=task.with_other)
-            loss = task.loss(inputs, torch.tensor([task.gold[i] for i in batch]))
+            inputs = predictor.to_batch([task.items[i] for i in batch], task.with_other)
+            loss = task.loss(inputs, torch.tensor([task.gold[i] for i in batch], device=predictor.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -127,3 +127,15 @@ def test_actor_only_stance_pooling_round_trips(tmp_path):
     assert loaded.config.stance_pooling == "actor"
     pairs = [PairInput("Trump praised Acme.", "Acme", ((14, 18),))]
     assert torch.allclose(loaded.stance_logits(pairs), predictor.stance_logits(pairs), atol=1e-2)
+
+
+def test_device_choice(tiny_model_dir):
+    from model.predictor import resolve_device
+
+    predictor = StancePredictor.load(tiny_model_dir)
+    assert predictor.to("auto").device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert predictor.to("cpu").device == torch.device("cpu")
+    with pytest.raises(InvalidInputError, match=r"^device must be cpu, cuda, cuda:N or auto, not 'tpu'$"):
+        resolve_device("tpu")
+    with pytest.raises(InvalidInputError, match=r"^device 'cuda:99' is not available on this machine \(no CUDA GPU found\)$"):
+        resolve_device("cuda:99")

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from model.predictor import StancePredictor
 from training.config import TrainConfig
@@ -138,3 +139,65 @@ def test_stance_only_data_leaves_the_sentiment_head_alone(tiny_model_dir, tmp_pa
     after = StancePredictor.load(tmp_path / "m").network.state_dict()
     assert torch.equal(before["sentiment_head.weight"], after["sentiment_head.weight"])
     assert not torch.equal(before["stance_head.weight"], after["stance_head.weight"])
+
+
+def test_device_and_class_balance_settings():
+    assert (TrainConfig().device, TrainConfig().class_balance) == ("cpu", 0.0)
+    TrainConfig(device="cuda:1", class_balance=0.5)
+    with pytest.raises(ValueError, match=r"invalid training settings: device='tpu', class_balance=2\.0"):
+        TrainConfig(device="tpu", class_balance=2.0)
+
+
+def test_class_weights_power():
+    from training.trainer import class_weights
+
+    assert class_weights([0, 0, 0, 1, 2, 2], 3).tolist() == pytest.approx([2 / 3, 2.0, 1.0])
+    assert class_weights([0, 0, 0, 1, 2, 2], 3, power=0.5).tolist() == pytest.approx([(2 / 3) ** 0.5, 2**0.5, 1.0])
+    assert class_weights([0, 0, 0, 1, 2, 2], 3, power=0.0).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_class_balance_changes_what_is_learned(tiny_model_dir, tmp_path):
+    rows = [("Acme Corp grew fast.", "support")] * 4 + [("Acme Corp lied.", "oppose"), ("Acme Corp met.", "neutral")]
+    data = tmp_path / "skewed.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "actor": "Acme Corp", "stance": s}) + "\n" for t, s in rows))
+    spec = DataSpec(train=[str(data)], dev=[str(EXAMPLES / "labelled.csv")])
+    states = []
+    for balance in (0.0, 1.0):
+        train_model(
+            spec,
+            TrainConfig(epochs=1, batch_size=3, seed=2, class_balance=balance),
+            tmp_path / f"b{balance}",
+            start=str(tiny_model_dir),
+            command=[],
+        )
+        states.append(StancePredictor.load(tmp_path / f"b{balance}").network.stance_head.weight)
+    assert not torch.equal(states[0], states[1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
+    from service.cli import main
+
+    out = tmp_path / "m"
+    args = ["train", "--from", str(tiny_model_dir), "--data", str(EXAMPLES / "labelled.jsonl"), "--device", "cuda"]
+    assert main([*args, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == "error: device 'cuda' is not available on this machine (no CUDA GPU found)\n"
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu_gives_a_folder_that_loads_on_cpu(tiny_model_dir, tmp_path):
+    from model.predictor import PairInput
+
+    spec = DataSpec(train=[str(EXAMPLES / "labelled.jsonl")], dev=[str(EXAMPLES / "labelled.csv")])
+    metrics = train_model(
+        spec, TrainConfig(epochs=2, batch_size=4, device="cuda"), tmp_path / "gpu", start=str(tiny_model_dir), command=[]
+    )
+    record = json.loads((tmp_path / "gpu" / "training.json").read_text())
+    assert record["config"]["device"] == "cuda" and record["hardware"] == torch.cuda.get_device_name(0)
+    cpu = StancePredictor.load(tmp_path / "gpu")
+    gpu = StancePredictor.load(tmp_path / "gpu").to("cuda")
+    assert next(gpu.network.parameters()).is_cuda and metrics["best_epoch"] >= 1
+    pairs = [PairInput("The senator praised Acme Corp.", "Acme Corp", ((19, 28),)), PairInput("Acme fell.", "Acme", ())]
+    assert torch.allclose(cpu.stance_probabilities(pairs), gpu.stance_probabilities(pairs), atol=1e-3)
+    assert torch.allclose(cpu.sentiment_probabilities(["Good."]), gpu.sentiment_probabilities(["Good."]), atol=1e-3)
