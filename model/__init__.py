@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# oneDNN keeps up to 1,024 compiled kernels, one per input shape, and varied batch shapes made a serving
+# process grow by 20-40% under load (benchmarks/results/memory.json). 64 bounds that at no measured cost.
+# Read at oneDNN's first use, so it applies here, before any scoring; a value set by the user wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 from model.errors import (
     DataFormatError,

@@ -138,9 +138,12 @@ def _window(n: int, spans: Sequence[tuple[int, int]], budget: int) -> tuple[int,
     return lo, lo + budget
 
 
-def collate(items: Sequence[Encoded], pad_id: int, with_other: bool = False) -> dict[str, torch.Tensor]:
-    """Pad a batch to its own longest item (dynamic padding); `with_other` adds the second actor's mask."""
-    width = max(len(e.input_ids) for e in items)
+def collate(items: Sequence[Encoded], pad_id: int, with_other: bool = False, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Pad a batch to its own longest item (dynamic padding), rounded up to a `multiple`.
+
+    `with_other` adds the second actor's mask.
+    """
+    width = -(-max(len(e.input_ids) for e in items) // multiple) * multiple
     n = len(items)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     token_type_ids = torch.zeros((n, width), dtype=torch.long)

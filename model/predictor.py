@@ -34,6 +34,9 @@ FORMAT_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # What serving and scoring use unless told otherwise, chosen by benchmarks/inference.py (see benchmarks/PROFILE.md).
 DEFAULT_PRECISION = "auto"
+# Scoring batches are padded to a multiple of this width: fewer distinct shapes keep oneDNN's kernel cache, and
+# so memory, bounded, and aligned widths were no slower (benchmarks/results/memory.json).
+PAD_MULTIPLE = 16
 PRECISION_HELP = "auto: bf16 where the CPU supports it, else fp32; fp32: exact; bf16; int8: quantised attention"
 
 
@@ -149,6 +152,7 @@ class StancePredictor:
         self.finder = ActorFinder()
         self.precision = "fp32"
         self.device = torch.device("cpu")
+        self.pad_multiple = PAD_MULTIPLE
 
     # ----- construction -------------------------------------------------------------
     @classmethod
@@ -253,9 +257,12 @@ class StancePredictor:
         """bf16 autocast for the bf16 precision; a no-op context otherwise."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def to_batch(self, items: Sequence[Encoded], with_other: bool = False) -> dict[str, torch.Tensor]:
-        """A padded batch on the predictor's device."""
-        return {k: v.to(self.device) for k, v in collate(items, self.encoder.pad_id, with_other).items()}
+    def to_batch(
+        self, items: Sequence[Encoded], with_other: bool = False, multiple: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """A padded batch on the predictor's device, its width a multiple of `multiple` (default: `pad_multiple`)."""
+        batch = collate(items, self.encoder.pad_id, with_other, multiple or self.pad_multiple)
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     @classmethod
     def load(cls, path: str | Path, precision: str = "fp32") -> StancePredictor:

@@ -219,7 +219,7 @@ def train(
         running, since_log, seen, epoch_start = 0.0, 0, 0, time.monotonic()
         for head, batch in jobs:
             task = tasks[head]
-            inputs = predictor.to_batch([task.items[i] for i in batch], task.with_other)
+            inputs = predictor.to_batch([task.items[i] for i in batch], task.with_other, multiple=1)  # no padding waste
             loss = task.loss(inputs, torch.tensor([task.gold[i] for i in batch], device=predictor.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from model.encoding import PairEncoder, collate, length_sorted_batches
 from model.errors import InvalidInputError
@@ -101,3 +102,28 @@ def test_length_sorted_batches_cover_every_index_once():
 def test_bad_settings_are_rejected(tokenizer):
     with pytest.raises(InvalidInputError, match="input_format"):
         PairEncoder(tokenizer, "nope")
+
+
+def test_collate_rounds_the_width_up_to_a_multiple():
+    from model.encoding import Encoded
+
+    items = [Encoded([101, 7, 8, 102], [0] * 4, [1]), Encoded([101, 7, 8, 9, 10, 102], [0] * 6, [2])]
+    assert collate(items, 0)["input_ids"].shape == (2, 6)
+    batch = collate(items, 0, multiple=16)
+    assert batch["input_ids"].shape == (2, 16)
+    assert batch["attention_mask"].sum(1).tolist() == [4, 6]
+    assert batch["input_ids"][1, 6:].tolist() == [0] * 10
+    assert collate([Encoded([1] * 16, [0] * 16, [])], 0, multiple=16)["input_ids"].shape == (1, 16)
+
+
+def test_padding_to_a_multiple_leaves_scores_unchanged(tiny_predictor):
+    from model.predictor import PairInput
+
+    pairs = [PairInput("The senator praised Acme Corp.", "Acme Corp", ((19, 28),)), PairInput("Acme fell.", "Acme", ())]
+    assert tiny_predictor.pad_multiple == 16
+    padded = tiny_predictor.stance_probabilities(pairs)
+    tiny_predictor.pad_multiple = 1
+    try:
+        assert torch.allclose(tiny_predictor.stance_probabilities(pairs), padded, atol=1e-5)
+    finally:
+        tiny_predictor.pad_multiple = 16
