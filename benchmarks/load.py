@@ -5,8 +5,8 @@ Starts `stance serve` (as `python -m service.cli serve`) on a free loopback port
 articles (3-8 sentences, each request different ones) for --warmup seconds, and again for --duration seconds
 measured: three requests in four to POST /classify, the rest to POST /classify/batch with 2-4 documents.
 Records failed requests (not 2xx, a batch document that was not 200, or no answer), p50/p95/p99 latency per
-route and overall, requests/s and documents/s, and the server's resident memory (VmRSS) after the warm-up and
-at the end. Writes --out (default benchmarks/results/load.json); exits 1 when a request failed or the memory
+route and overall, requests/s and documents/s, and the server's resident memory (VmRSS) after the warm-up,
+every 10 s, and at the end. Writes --out (default benchmarks/results/load.json); exits 1 when a request failed or the memory
 grew by more than 20%.
 
     .venv/bin/python benchmarks/load.py [--clients 32] [--duration 60] [--warmup 10] [--model DIR] [--out FILE]
@@ -41,6 +41,7 @@ OUT = ROOT / "benchmarks" / "results" / "load.json"
 BATCH_SHARE = 0.25
 MAX_RSS_GROWTH = 0.20
 REQUEST_TIMEOUT_S = 180.0
+RSS_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,15 @@ async def send(client: httpx.AsyncClient, rng: random.Random, texts: list[str], 
     return Sample(route, time.perf_counter() - started, documents, error)
 
 
-async def phase(url: str, clients: int, seconds: float, texts: list[str], seed: int) -> tuple[list[Sample], float]:
-    """`clients` clients sending back to back until `seconds` have passed; returns the samples and the wall time."""
+async def phase(
+    url: str, clients: int, seconds: float, texts: list[str], seed: int, pid: int
+) -> tuple[list[Sample], float, list[list[float]]]:
+    """`clients` clients sending back to back until `seconds` have passed.
+
+    Returns the samples, the wall time, and [seconds, server RSS in MB] every RSS_EVERY_S seconds.
+    """
     samples: list[Sample] = []
+    timeline: list[list[float]] = []
     order = itertools.count(seed * 100_003)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
@@ -107,8 +114,13 @@ async def phase(url: str, clients: int, seconds: float, texts: list[str], seed: 
             while time.monotonic() < deadline:
                 samples.append(await send(client, rng, texts, order))
 
-        await asyncio.gather(*(run(i) for i in range(clients)))
-        return samples, time.monotonic() - started
+        async def watch() -> None:
+            while time.monotonic() < deadline:
+                timeline.append([round(time.monotonic() - started, 1), round(rss_mb(pid), 1)])
+                await asyncio.sleep(RSS_EVERY_S)
+
+        await asyncio.gather(watch(), *(run(i) for i in range(clients)))
+        return samples, time.monotonic() - started, timeline
 
 
 def summarise(samples: list[Sample], elapsed: float) -> dict:
@@ -158,9 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = start_server(port, args.model, log)
         try:
             wait_ready(url, server)
-            warm, _ = asyncio.run(phase(url, args.clients, args.warmup, texts, seed=1))
+            warm, _, _ = asyncio.run(phase(url, args.clients, args.warmup, texts, 1, server.pid))
             rss_warm = rss_mb(server.pid)
-            samples, elapsed = asyncio.run(phase(url, args.clients, args.duration, texts, seed=2))
+            samples, elapsed, timeline = asyncio.run(phase(url, args.clients, args.duration, texts, 2, server.pid))
             rss_end = rss_mb(server.pid)
         except Exception:
             log.seek(0)
@@ -183,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup": {"requests": len(warm), "errors": sum(s.error is not None for s in warm)},
         **summarise(samples, elapsed),
         "server_rss_mb": {"after_warmup": round(rss_warm, 1), "end": round(rss_end, 1), "end_over_warmup": round(growth, 3)},
+        "server_rss_timeline_mb": timeline,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     result["passed"] = result["errors"] == 0 and growth <= 1 + MAX_RSS_GROWTH

@@ -12,6 +12,9 @@ from model.errors import InvalidInputError
 INPUT_FORMATS = ("markers", "pair", "markers+pair")
 # Entity markers reuse two of BERT's unused vocabulary rows, so the vocabulary never grows.
 MARKER_TOKENS = ("[unused0]", "[unused1]")
+# Tokenised sentences kept for reuse (several actors per sentence, repeated sentences). Each costs a few kB of
+# Python objects, so the cache stays small: a serving process sees mostly new text.
+CACHE_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class PairEncoder:
         if hit is None:
             enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
             hit = (list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]])
-            if len(self._cache) > 50_000:
+            if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
             self._cache[text] = hit
         return hit
