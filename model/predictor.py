@@ -246,6 +246,8 @@ class StancePredictor:
             warnings.simplefilter("ignore")  # torch marks the eager-mode quantisation API as deprecated
             self.network.encoder = quantize_dynamic(self.network.encoder, layers, dtype=torch.qint8)
         self.precision = "int8"
+        # Activations are quantised per batch, padding included: extra padding moved 2.8% of our articles' labels.
+        self.pad_multiple = 1
 
     def to(self, device: str | torch.device) -> StancePredictor:
         """Move the network to `device` ("cpu", "cuda", "cuda:1", …); scoring then runs there."""
