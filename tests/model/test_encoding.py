@@ -120,10 +120,10 @@ def test_padding_to_a_multiple_leaves_scores_unchanged(tiny_predictor):
     from model.predictor import PairInput
 
     pairs = [PairInput("The senator praised Acme Corp.", "Acme Corp", ((19, 28),)), PairInput("Acme fell.", "Acme", ())]
-    assert tiny_predictor.pad_multiple == 16
+    assert tiny_predictor.pad_multiple == 8
     padded = tiny_predictor.stance_probabilities(pairs)
     tiny_predictor.pad_multiple = 1
     try:
         assert torch.allclose(tiny_predictor.stance_probabilities(pairs), padded, atol=1e-5)
     finally:
-        tiny_predictor.pad_multiple = 16
+        tiny_predictor.pad_multiple = 8
