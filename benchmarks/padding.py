@@ -1,0 +1,54 @@
+"""What padding batch widths to a multiple costs: the default (bf16) stance path on NewsMTSC pairs, per multiple.
+
+The same 2,000 pairs as benchmarks/inference.py, scored in one call per multiple (1: exact widths), each the median
+of --repeats timed runs in one process, multiples interleaved. Writes benchmarks/results/padding.json.
+
+    .venv/bin/python benchmarks/padding.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference import sample_pairs
+
+from model import StancePredictor, default_model_path
+
+OUT = Path(__file__).resolve().parent / "results" / "padding.json"
+MULTIPLES = (1, 8, 16)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    pairs = sample_pairs(args.pairs, 0)
+    predictor = StancePredictor.load(default_model_path(), precision="auto")
+    predictor.stance_logits(pairs)  # warm-up: tokenisation cache and kernels
+    rates: dict[int, list[float]] = {m: [] for m in MULTIPLES}
+    for _ in range(args.repeats):
+        for multiple in MULTIPLES:
+            predictor.pad_multiple = multiple
+            start = time.perf_counter()
+            predictor.stance_logits(pairs)
+            rates[multiple].append(len(pairs) / (time.perf_counter() - start))
+    result = {
+        "pairs": len(pairs),
+        "precision": predictor.precision,
+        "pairs_per_s_median": {str(m): round(statistics.median(r), 1) for m, r in rates.items()},
+        "pairs_per_s_runs": {str(m): [round(x, 1) for x in r] for m, r in rates.items()},
+    }
+    OUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result["pairs_per_s_median"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
