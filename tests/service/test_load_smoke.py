@@ -33,9 +33,12 @@ def test_load_generator_runs_without_errors(tiny_model_dir, tmp_path, monkeypatc
         "latency_ms",
         "routes",
         "server_rss_mb",
+        "server_rss_timeline_mb",
         "machine",
         "passed",
     }
+    timeline = result["server_rss_timeline_mb"]
+    assert timeline[0][0] == 0.0 and all(len(t) == 2 and t[1] > 0 for t in timeline)
     assert set(result["routes"]) == {"/classify", "/classify/batch"}
     assert set(result["latency_ms"]) == set(result["routes"]["/classify"]["latency_ms"]) == {"p50", "p95", "p99"}
     assert set(result["server_rss_mb"]) == {"after_warmup", "end", "end_over_warmup"}
