@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from model.errors import StanceError
@@ -20,7 +21,7 @@ class _Job:
 
 
 class MicroBatcher:
-    """Collects jobs until `max_documents` or `wait_ms` has passed, then scores them in one worker thread.
+    """Collects jobs until `max_documents` or `wait_ms` has passed, then scores them in one dedicated thread.
 
     While one batch is being scored, new requests queue up and form the next batch, so
     throughput grows with concurrency. Each job keeps the predictor it was submitted with,
@@ -33,14 +34,19 @@ class MicroBatcher:
         self.metrics = metrics
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
+        # One scoring thread, always the same: torch's kernel caches are per thread, so a pool would hold several.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stance-scoring")
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
@@ -76,7 +82,8 @@ class MicroBatcher:
                 documents = [d for j in group for d in j.documents]
                 self.metrics.batch_documents.observe(len(documents))
                 try:
-                    results = await asyncio.to_thread(predictor.predict_documents_safe, documents)
+                    loop = asyncio.get_running_loop()
+                    results = await loop.run_in_executor(self._executor, predictor.predict_documents_safe, documents)
                 except Exception as exc:
                     for job in group:
                         if not job.future.done():
