@@ -84,14 +84,13 @@ class MicroBatcher:
                 try:
                     loop = asyncio.get_running_loop()
                     results = await loop.run_in_executor(self._executor, predictor.predict_documents_safe, documents)
-                except Exception as exc:
+                    pairs = sum(len(s.actors) for r in results if not isinstance(r, StanceError) for s in r.sentences)
+                except Exception as exc:  # the jobs fail, the batcher keeps running
                     for job in group:
                         if not job.future.done():
                             job.future.set_exception(exc)
                     continue
-                self.metrics.pairs_scored.inc(
-                    sum(len(s.actors) for r in results if not isinstance(r, StanceError) for s in r.sentences)
-                )
+                self.metrics.pairs_scored.inc(pairs)
                 start = 0
                 for job in group:
                     if not job.future.done():
