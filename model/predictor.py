@@ -34,9 +34,9 @@ FORMAT_VERSION = 1
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # What serving and scoring use unless told otherwise, chosen by benchmarks/inference.py (see benchmarks/PROFILE.md).
 DEFAULT_PRECISION = "auto"
-# Scoring batches are padded to a multiple of this width. Fewer distinct shapes keep oneDNN's kernel cache churn,
-# and so a server's memory, bounded (benchmarks/results/memory.json). On short NewsMTSC pairs 8 cost 2% and 16
-# cost 13% (benchmarks/results/padding.json).
+# Scoring batches are padded to a multiple of this width. Fewer distinct shapes mean less churn in the per-shape
+# kernel caches of oneDNN and ideep (capped in model/__init__.py), which let a server's memory grow
+# (benchmarks/PROFILE.md). On short NewsMTSC pairs 8 cost 2% and 16 cost 13% (benchmarks/results/padding.json).
 PAD_MULTIPLE = 8
 PRECISION_HELP = "auto: bf16 where the CPU supports it, else fp32; fp32: exact; bf16; int8: quantised attention"
 
