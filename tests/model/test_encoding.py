@@ -117,13 +117,13 @@ def test_collate_rounds_the_width_up_to_a_multiple():
 
 
 def test_padding_to_a_multiple_leaves_scores_unchanged(tiny_predictor):
-    from model.predictor import PairInput
+    from model.predictor import PAD_MULTIPLE, PairInput
 
     pairs = [PairInput("The senator praised Acme Corp.", "Acme Corp", ((19, 28),)), PairInput("Acme fell.", "Acme", ())]
-    assert tiny_predictor.pad_multiple == 8
+    assert tiny_predictor.pad_multiple == PAD_MULTIPLE > 1
     padded = tiny_predictor.stance_probabilities(pairs)
     tiny_predictor.pad_multiple = 1
     try:
         assert torch.allclose(tiny_predictor.stance_probabilities(pairs), padded, atol=1e-5)
     finally:
-        tiny_predictor.pad_multiple = 8
+        tiny_predictor.pad_multiple = PAD_MULTIPLE
