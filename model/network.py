@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -49,10 +51,12 @@ class StanceNetwork(nn.Module):
         self.stance_head = nn.Linear((2 if self.with_sentence else 1) * hidden, n_stance)
         self.sentiment_head = nn.Linear(hidden, n_sentiment)
         self.relation_head = relation_head(hidden, n_relation, dropout) if n_relation else None
+        # The encoder's forward compiled for scoring (StancePredictor.compile); a plain function, not a submodule.
+        self.compiled_encoder: Callable[..., object] | None = None
 
     def _encode(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        return out.last_hidden_state
+        encoder = self.compiled_encoder or self.encoder
+        return encoder(input_ids, attention_mask, token_type_ids).last_hidden_state
 
     def stance_logits(self, input_ids, attention_mask, token_type_ids, focus_mask) -> torch.Tensor:
         hidden = self._encode(input_ids, attention_mask, token_type_ids)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.network import StanceNetwork, relation_head
+from model.quant import quantize_encoder
 from model.results import (
     DocumentResult,
     MentionOut,
@@ -30,24 +33,49 @@ from model.text import Sentence, split_sentences
 
 FORMAT_VERSION = 1
 # fp32: exact. bf16: the encoder's matmuls in bfloat16 (autocast), fast where the CPU has native bf16.
-# int8: dynamic quantisation of the attention projections. auto: bf16 where the CPU supports it, else fp32.
+# int8: every linear layer of the encoder in int8 (model/quant.py); fast only when compiled, which fuses the
+# quantisation steps. auto: int8 when the encoder is compiled, else bf16 where the CPU supports it, else fp32.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# Compiling the encoder (torch.compile, inductor) needs a C++ compiler and 20-40 s on first use; auto: on where a
+# compiler is found. Worth it for serving and batch scoring, not for one `stance classify`.
+COMPILE_MODES = ("auto", "on", "off")
 # What serving and scoring use unless told otherwise, chosen by benchmarks/inference.py (see benchmarks/PROFILE.md).
 DEFAULT_PRECISION = "auto"
+DEFAULT_COMPILE = "auto"
 # Scoring batches are padded to a multiple of this width. Fewer distinct shapes mean less churn in the per-shape
 # kernel caches of oneDNN and ideep (capped in model/__init__.py), which let a server's memory grow
 # (benchmarks/PROFILE.md). On short NewsMTSC pairs 8 cost 2% and 16 cost 13% (benchmarks/results/padding.json).
 PAD_MULTIPLE = 8
-PRECISION_HELP = "auto: bf16 where the CPU supports it, else fp32; fp32: exact; bf16; int8: quantised attention"
+PRECISION_HELP = (
+    "auto: int8 when the encoder is compiled, else bf16 where the CPU supports it, else fp32; fp32: exact; "
+    "bf16; int8: int8 linear layers"
+)
+COMPILE_HELP = "auto: compile the encoder where a C++ compiler is found; on; off"
 
 
-def resolve_precision(precision: str) -> str:
-    """The concrete precision for `precision` on this machine ("auto" becomes bf16 or fp32)."""
+def resolve_precision(precision: str, compiled: bool = False) -> str:
+    """The concrete precision for `precision` on this machine, for a compiled encoder or not (see PRECISIONS)."""
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
+        if compiled:
+            return "int8"
         return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     return precision
+
+
+def compiler_found() -> bool:
+    """Whether a C++ compiler for torch.compile's CPU code is on this machine."""
+    return any(shutil.which(cxx) for cxx in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if cxx)
+
+
+def resolve_compile(mode: str) -> bool:
+    """Whether to compile the encoder for `mode` (see COMPILE_MODES); "on" without a compiler raises."""
+    if mode not in COMPILE_MODES:
+        raise InvalidInputError(f"compile must be one of {COMPILE_MODES}, not {mode!r}")
+    if mode == "on" and not compiler_found():
+        raise InvalidInputError("compile=on needs a C++ compiler (g++, c++ or clang++, or $CXX); none was found")
+    return mode == "on" or (mode == "auto" and compiler_found())
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -228,27 +256,33 @@ class StancePredictor:
         return config
 
     def quantize(self) -> None:
-        """Switch the encoder's attention projections to int8 dynamic quantisation (weights int8 per channel,
-        activations quantised per batch).
-
-        The feed-forward layers stay fp32: quantising them too was faster but moved 3.5% of devtest_mt's labels
-        (benchmarks/PROFILE.md), against 1.6% for the attention projections alone.
-        """
-        import warnings
-
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        layers = {
-            name: per_channel_dynamic_qconfig
-            for name, module in self.network.encoder.named_modules()
-            if isinstance(module, torch.nn.Linear) and ".attention." in name
-        }
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch marks the eager-mode quantisation API as deprecated
-            self.network.encoder = quantize_dynamic(self.network.encoder, layers, dtype=torch.qint8)
+        """Switch every linear layer of the encoder to int8 (`model.quant`: weights per output channel, activations
+        per token, smoothed). Inference only; agreement with fp32 is in benchmarks/results/inference.json."""
+        quantize_encoder(self.network.encoder)
         self.precision = "int8"
-        # Activations are quantised per batch, padding included: extra padding moved 2.8% of our articles' labels.
-        self.pad_multiple = 1
+
+    def compile(self) -> None:
+        """Compile the encoder with torch.compile (inductor, dynamic shapes) for CPU scoring, and run one warm-up
+        batch so the compile time (20-40 s on 2 cores, less from inductor's on-disk cache) is paid here.
+
+        Scoring goes on eagerly until the compiled encoder is installed at the end, so a server can call this in
+        a background thread while it serves.
+        """
+        if self.device.type != "cpu":
+            raise InvalidInputError("compile is for CPU scoring; this predictor is on " + str(self.device))
+        encoder = self.network.encoder
+        # Plain matmul-and-softmax attention compiles into faster code than SDPA's kernel at these short lengths.
+        encoder.set_attn_implementation("eager")
+        compiled = torch.compile(encoder.forward, dynamic=True)
+        # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
+        with torch.inference_mode(), self._autocast():
+            warm_up = self.to_batch(self.encode_sentences(["Warm-up.", "Warm-up."]))
+            compiled(warm_up["input_ids"], warm_up["attention_mask"], warm_up["token_type_ids"])
+        self.network.compiled_encoder = compiled
+
+    @property
+    def compiled(self) -> bool:
+        return self.network.compiled_encoder is not None
 
     def to(self, device: str | torch.device) -> StancePredictor:
         """Move the network to `device` ("cpu", "cuda", "cuda:1", …); scoring then runs there."""
@@ -268,9 +302,11 @@ class StancePredictor:
         return {k: v.to(self.device) for k, v in batch.items()}
 
     @classmethod
-    def load(cls, path: str | Path, precision: str = "fp32") -> StancePredictor:
-        """Load a model folder, checking every recorded file hash first. `precision` is one of PRECISIONS."""
-        precision = resolve_precision(precision)
+    def load(cls, path: str | Path, precision: str = "fp32", compile: str = "off") -> StancePredictor:
+        """Load a model folder, checking every recorded file hash first. `precision` is one of PRECISIONS, `compile`
+        one of COMPILE_MODES; compiling happens here, before the predictor is returned."""
+        compiled = resolve_compile(compile)
+        precision = resolve_precision(precision, compiled)
         folder = Path(path)
         config = cls.verify(folder)
         try:
@@ -289,6 +325,8 @@ class StancePredictor:
         if precision == "int8":
             predictor.quantize()
         predictor.precision = precision
+        if compiled:
+            predictor.compile()
         return predictor
 
     # ----- scoring ------------------------------------------------------------------
@@ -305,8 +343,17 @@ class StancePredictor:
         forward = self.network.stance_logits if head == "stance" else self.network.sentiment_logits
         with self._autocast():
             for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
-                out[batch] = forward(**self.to_batch([items[i] for i in batch])).float().cpu()
+                out[batch] = self._run(forward, [items[i] for i in batch])
         return out
+
+    def _run(self, forward: Callable[..., torch.Tensor], items: list[Encoded], with_other: bool = False) -> torch.Tensor:
+        """`forward` on one batch, as float32 on the CPU. A batch of one goes in twice: torch.compile treats one row
+        as a new shape and would spend another 20 s compiling it (this holds even while a background compile is
+        being installed, and costs eager scoring next to nothing)."""
+        rows = len(items)
+        if rows == 1:
+            items = items * 2
+        return forward(**self.to_batch(items, with_other)).float().cpu()[:rows]
 
     def stance_logits(self, pairs: Sequence[PairInput], batch_size: int = 64) -> torch.Tensor:
         """Raw stance logits, one row per pair (no temperature)."""
@@ -339,7 +386,7 @@ class StancePredictor:
         out = torch.empty((len(items), 3 * self.network.encoder.config.hidden_size))
         with self._autocast():
             for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
-                out[batch] = self.network.relation_features(**self.to_batch([items[i] for i in batch], True)).float().cpu()
+                out[batch] = self._run(self.network.relation_features, [items[i] for i in batch], with_other=True)
         return out
 
     def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int = 64) -> torch.Tensor:

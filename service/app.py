@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import sys
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -33,7 +34,7 @@ from model.errors import (
     StanceError,
 )
 from model.io import read_json
-from model.predictor import DocumentInput, StancePredictor
+from model.predictor import DocumentInput, StancePredictor, resolve_compile, resolve_precision
 from service.batching import MicroBatcher
 from service.feedback import FeedbackStore
 from service.metrics import Metrics
@@ -162,13 +163,29 @@ class State:
 
 
 def load_predictor(folder: Path, settings: Settings) -> StancePredictor:
+    """Load `folder` ready to serve; with compiling on, the encoder then compiles in a background thread."""
     if settings.threads:
         import torch
 
         torch.set_num_threads(settings.threads)
-    predictor = StancePredictor.load(folder, precision=settings.precision)
+    compiled = resolve_compile(settings.compile)
+    predictor = StancePredictor.load(folder, precision=resolve_precision(settings.precision, compiled))
     predictor.finder.nlp  # noqa: B018 - load spaCy now rather than on the first request
+    if compiled:
+        threading.Thread(target=compile_predictor, args=(predictor, folder), name="stance-compile", daemon=True).start()
     return predictor
+
+
+def compile_predictor(predictor: StancePredictor, folder: Path) -> None:
+    """Compile the encoder while the service answers eagerly; scoring switches over once it is done."""
+    started = time.perf_counter()
+    try:
+        predictor.compile()
+    except Exception as exc:  # inductor and the C++ compiler fail in many ways; the eager path keeps serving
+        log.error(json.dumps({"event": "compile_failed", "model_dir": str(folder), "error": str(exc)}))
+        return
+    seconds = round(time.perf_counter() - started, 1)
+    log.info(json.dumps({"event": "model_compiled", "model_dir": str(folder), "seconds": seconds}))
 
 
 def create_app(settings: Settings | None = None, predictor: StancePredictor | None = None) -> FastAPI:
@@ -361,6 +378,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
             "labels": {"stance": config.stance_labels, "sentiment": config.sentiment_labels},
             "input_format": config.input_format,
             "max_length": config.max_length,
+            "runtime": {"precision": current.precision, "compiled": current.compiled},
             "training_data": training.get("data"),
             "metrics": {k: v for k, v in metrics_file.items() if k != "history"},
             "limits": settings.limits(),

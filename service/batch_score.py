@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 from model.actors import ActorSpec
 from model.errors import InvalidInputError, StanceError
-from model.predictor import DEFAULT_PRECISION, DocumentInput, StancePredictor
+from model.predictor import DEFAULT_COMPILE, DEFAULT_PRECISION, DocumentInput, StancePredictor
 from model.results import DocumentResult
 
 GRANULARITIES = ("pair", "sentence", "document")
@@ -62,6 +62,7 @@ class ScoreOptions:
     actors_file: str | None = None
     max_text_chars: int = 100_000
     precision: str = DEFAULT_PRECISION
+    compile: str = DEFAULT_COMPILE
     relations: bool = False
     force: bool = False
     engine: str = "local"
@@ -80,6 +81,7 @@ class ScoreOptions:
             "actors_file": _file_sha(self.actors_file) if self.actors_file else None,
             "max_text_chars": self.max_text_chars,
             "precision": self.precision,
+            "compile": self.compile,
             "relations": self.relations,
             "engine": self.engine,
         }
@@ -340,16 +342,16 @@ def write_atomic(path: Path, rows: list[dict[str, Any]], fmt: str, granularity: 
 _WORKER: dict[str, Any] = {}
 
 
-def load_predictor(model_dir: str, threads: int, precision: str) -> StancePredictor:
+def load_predictor(model_dir: str, threads: int, options: ScoreOptions) -> StancePredictor:
     """The predictor of one worker, with torch limited to `threads` threads so workers do not oversubscribe the CPUs."""
     import torch
 
     torch.set_num_threads(threads)
-    return StancePredictor.load(model_dir, precision=precision)
+    return StancePredictor.load(model_dir, precision=options.precision, compile=options.compile)
 
 
-def _init_worker(model_dir: str, threads: int, precision: str) -> None:
-    _WORKER["predictor"] = load_predictor(model_dir, threads, precision)
+def _init_worker(model_dir: str, threads: int, options: ScoreOptions) -> None:
+    _WORKER["predictor"] = load_predictor(model_dir, threads, options)
 
 
 def score_part(
@@ -410,12 +412,12 @@ def _local_parts(
     )
     threads = max(1, (os.cpu_count() or 1) // options.workers)
     if options.workers == 1:
-        _init_worker(str(model_dir), threads, options.precision)
+        _init_worker(str(model_dir), threads, options)
         yield from map(score_chunk, tasks)
         return
     import multiprocessing
 
-    pool = multiprocessing.get_context("spawn").Pool(options.workers, _init_worker, (str(model_dir), threads, options.precision))
+    pool = multiprocessing.get_context("spawn").Pool(options.workers, _init_worker, (str(model_dir), threads, options))
     try:
         yield from pool.imap_unordered(score_chunk, tasks)
     finally:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.errors import DataFormatError, InvalidInputError, ModelLoadError, StanceError
-from model.predictor import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
+from model.predictor import COMPILE_HELP, COMPILE_MODES, DEFAULT_COMPILE, DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
 
 PRECISION_ARG_HELP = f"{PRECISION_HELP} (default: {DEFAULT_PRECISION})"
 
@@ -134,8 +134,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.settings import Settings
 
     overrides: dict[str, str] = {"model_dir": args.model} if args.model else {}
-    if args.precision:
-        overrides["precision"] = args.precision
+    for name in ("precision", "compile"):
+        if getattr(args, name):
+            overrides[name] = getattr(args, name)
     settings = Settings(**overrides)
     from model import StancePredictor
 
@@ -236,6 +237,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         actors_file=args.actors_file,
         precision=args.precision,
+        compile=args.compile,
         relations=args.relations,
         force=args.force,
         engine=args.engine,
@@ -270,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", help="model folder (default: STANCE_MODEL_DIR or the shipped model)")
     p.add_argument("--precision", choices=PRECISIONS, help=f"default: STANCE_PRECISION or {DEFAULT_PRECISION}")
+    p.add_argument("--compile", choices=COMPILE_MODES, help=f"{COMPILE_HELP} (default: STANCE_COMPILE or {DEFAULT_COMPILE})")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("classify", help="classify one document and print per-sentence stance and sentiment")
@@ -360,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="start over when the output was written with other settings")
     p.add_argument("--relations", action="store_true", help="also write a relations table (part-*.relations.*)")
     p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_ARG_HELP)
+    p.add_argument("--compile", choices=COMPILE_MODES, default=DEFAULT_COMPILE, help=f"{COMPILE_HELP}; each worker compiles once")
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.set_defaults(func=cmd_score)
 

@@ -72,7 +72,7 @@ class _Scorer:
     """A Ray actor that loads the predictor once and commits one part per batch."""
 
     def __init__(self, model_dir: str, options: ScoreOptions, run_actors: tuple[ActorSpec, ...], threads: int) -> None:
-        self.predictor = load_predictor(model_dir, threads, options.precision)
+        self.predictor = load_predictor(model_dir, threads, options)
         self.options = options
         self.run_actors = run_actors
 

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model import default_model_path
-from model.predictor import DEFAULT_PRECISION, PRECISION_HELP
+from model.predictor import COMPILE_HELP, DEFAULT_COMPILE, DEFAULT_PRECISION, PRECISION_HELP
 
 
 class Settings(BaseSettings):
@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="bearer key for /admin routes; admin is off without it")
     threads: int = Field(0, ge=0, description="torch threads for inference (0: torch's default)")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(DEFAULT_PRECISION, description=PRECISION_HELP)
+    compile: Literal["auto", "on", "off"] = Field(
+        DEFAULT_COMPILE, description=f"{COMPILE_HELP}; compiles in the background while the service already answers"
+    )
     request_timeout_s: float = Field(60.0, gt=0, description="compute budget per request; over it the answer is 503")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty: CORS off")
     feedback_db: Path = Field(Path("stance-feedback.sqlite3"), description="SQLite file for POST /feedback")
