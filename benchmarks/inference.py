@@ -3,12 +3,14 @@
 On the same sampled NewsMTSC pairs, in one run:
 - naive: `transformers.pipeline("text-classification")` on the same fp32 encoder weights (the markers inserted
   as text), batch_size 32, in sample order (no length sorting);
-- the predictor's stance path in fp32, bf16 and int8 (length-sorted batches, dynamic padding), at several batch sizes;
+- the predictor's stance path in fp32, bf16 and int8 (length-sorted batches, dynamic padding), eager, and the default
+  path (DEFAULT_PRECISION with DEFAULT_COMPILE: int8 with a compiled encoder where a C++ compiler is found) at
+  several batch sizes, with its compile time;
 - a GEMM probe: sustained fp32 matmul and int8 dynamic-quantised Linear rates at the encoder's shapes, and from
   them the best possible pairs/s for this sample's token lengths (the int8 ceiling);
-- stance macro-F1 on devtest_mt per precision, and label agreement of bf16 and int8 against fp32;
-- `stance serve`: cold start (process start to /ready 200) and peak RSS after scoring five articles, medians of
-  --starts starts.
+- stance macro-F1 on devtest_mt per path, and label agreement of each fast path against fp32;
+- `stance serve`: cold start (process start to /ready 200), the time until its background compile is done, and
+  peak RSS after scoring five articles, medians of --starts starts.
 Every speed is the median of --repeats timed runs after one warm-up. Writes benchmarks/results/inference.json.
 
     .venv/bin/python benchmarks/inference.py [--pairs 2000] [--repeats 3] [--threads 2]
@@ -38,7 +40,7 @@ from synthetic import article
 
 from model import StancePredictor, default_model_path
 from model.encoding import MARKER_TOKENS
-from model.predictor import DEFAULT_PRECISION, PairInput, resolve_precision
+from model.predictor import DEFAULT_COMPILE, DEFAULT_PRECISION, PairInput, resolve_compile, resolve_precision
 from training.data import load_file
 from training.metrics import classification_report
 
@@ -121,10 +123,11 @@ def stance_f1(predictor: StancePredictor) -> float:
     return classification_report([labels.index(e.label) for e in examples], predicted, labels)["macro_f1"]
 
 
-def serve_figures(precision: str, threads: int) -> dict[str, float]:
-    """Cold start of `stance serve` (process start to /ready 200) and its peak RSS after scoring five articles."""
+def serve_figures(precision: str, compile_mode: str, threads: int) -> dict[str, float]:
+    """Cold start of `stance serve` (process start to /ready 200), the time until its background compile is over,
+    and its peak RSS after scoring five articles."""
     port = free_port()
-    env = os.environ | {"STANCE_PRECISION": precision, "STANCE_THREADS": str(threads)}
+    env = os.environ | {"STANCE_PRECISION": precision, "STANCE_COMPILE": compile_mode, "STANCE_THREADS": str(threads)}
     stance = Path(sys.executable).with_name("stance")
     started = time.perf_counter()
     server = subprocess.Popen(
@@ -134,6 +137,8 @@ def serve_figures(precision: str, threads: int) -> dict[str, float]:
     try:
         wait_ready(url, server, timeout=120, poll=0.05)
         cold_start = time.perf_counter() - started
+        wait_ready(url, server, timeout=300, poll=0.2, compiled=True)
+        settled = time.perf_counter() - started
         rng = random.Random(3)
         for _ in range(5):
             httpx.post(f"{url}/classify", json={"text": article(rng, 600)}, timeout=120).raise_for_status()
@@ -142,12 +147,12 @@ def serve_figures(precision: str, threads: int) -> dict[str, float]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return {"cold_start_s": round(cold_start, 2), "peak_rss_mb": round(peak_kb / 1024, 1)}
+    return {"cold_start_s": round(cold_start, 2), "compiled_after_s": round(settled, 2), "peak_rss_mb": round(peak_kb / 1024, 1)}
 
 
-def serve_medians(precision: str, threads: int, starts: int) -> dict[str, float]:
+def serve_medians(precision: str, compile_mode: str, threads: int, starts: int) -> dict[str, float]:
     """Medians over `starts` server starts (the first start after heavy work can wait on the disk cache)."""
-    runs = [serve_figures(precision, threads) for _ in range(starts)]
+    runs = [serve_figures(precision, compile_mode, threads) for _ in range(starts)]
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]} | {"starts": starts}
 
 
@@ -164,7 +169,12 @@ def main() -> None:
     pairs = sample_pairs(args.pairs, seed=0)
     predictors = {p: StancePredictor.load(default_model_path(), precision=p) for p in ("fp32", "bf16", "int8")}
     fp32 = predictors["fp32"]
-    default_precision = resolve_precision(DEFAULT_PRECISION)
+    compiled = resolve_compile(DEFAULT_COMPILE)
+    default_precision = resolve_precision(DEFAULT_PRECISION, compiled)
+    default_name = f"{default_precision}_compiled" if compiled else default_precision
+    started = time.perf_counter()
+    predictors[default_name] = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, DEFAULT_COMPILE)
+    load_seconds = time.perf_counter() - started
     lengths = [len(e.input_ids) for e in fp32.encode_pairs(pairs)]
 
     rates = gemm_probe()
@@ -185,16 +195,16 @@ def main() -> None:
 
     paths: dict[str, dict[str, float]] = {}
     for name, predictor in predictors.items():
-        # Batch sizes are compared on the default path; the other precisions run at the chosen 64.
-        sizes = map(int, args.batch_sizes.split(",")) if name == default_precision else [64]
+        # Batch sizes are compared on the default path; the other paths run at the chosen 64.
+        sizes = map(int, args.batch_sizes.split(",")) if name == default_name else [64]
         paths[name] = {
             str(size): round(len(pairs) / timed(lambda p=predictor, s=size: p.stance_probabilities(pairs, s), args.repeats), 1)
             for size in sizes
         }
-    default = paths[default_precision]["64"]
+    default = paths[default_name]["64"]
 
     labels = {name: p.stance_probabilities(pairs).argmax(-1) for name, p in predictors.items()}
-    agree = {name: round((labels[name] == labels["fp32"]).float().mean().item(), 4) for name in ("bf16", "int8")}
+    agree = {name: round((labels[name] == labels["fp32"]).float().mean().item(), 4) for name in predictors if name != "fp32"}
     f1 = {name: stance_f1(p) for name, p in predictors.items()}
     out = {
         "pairs": len(pairs),
@@ -212,13 +222,22 @@ def main() -> None:
             "naive_pipeline_fp32_bs32_unsorted": round(naive, 1),
             **{f"{k}_by_batch_size": v for k, v in paths.items()},
         },
-        "default_path": {"precision": f"{DEFAULT_PRECISION}: {default_precision} here", "batch_size": 64, "pairs_per_s": default},
+        "default_path": {
+            "precision": f"{DEFAULT_PRECISION}: {default_precision} here",
+            "compile": f"{DEFAULT_COMPILE}: {'on' if compiled else 'off'} here",
+            "load_and_compile_s": round(load_seconds, 1),
+            "batch_size": 64,
+            "pairs_per_s": default,
+        },
         "default_vs_naive": round(default / naive, 2),
         "default_vs_int8_ceiling": round(default / ceiling["int8_pairs_per_s"], 3),
         "default_vs_bf16_ceiling": round(default / ceiling["bf16_pairs_per_s"], 3),
         "stance_macro_f1_devtest_mt": f1,
         "label_agreement_with_fp32": agree,
-        "serve": {p: serve_medians(p, args.threads, args.starts) for p in (DEFAULT_PRECISION, "fp32")},
+        "serve": {
+            "default": serve_medians(DEFAULT_PRECISION, DEFAULT_COMPILE, args.threads, args.starts),
+            "fp32": serve_medians("fp32", "off", args.threads, args.starts),
+        },
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "torch": torch.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryFile() as log:
         server = start_server(port, args.model, log)
         try:
-            wait_ready(url, server)
+            wait_ready(url, server, compiled=True)
             warm, _, _ = asyncio.run(phase(url, args.clients, args.warmup, texts, 1, server.pid))
             rss_warm = rss_mb(server.pid)
             samples, elapsed, timeline = asyncio.run(phase(url, args.clients, args.duration, texts, 2, server.pid))

@@ -86,7 +86,7 @@ def main() -> None:
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, server, timeout=120)
+        wait_ready(url, server, timeout=300, compiled=True)
         warm = httpx.post(f"{url}/classify", json={"text": warm_text}, timeout=300).json()
         pairs = sum(len(s["actors"]) for s in warm["sentences"])
         seq_time, seq_lat, seq_cores = measured(server, url, texts, 1)

@@ -182,6 +182,8 @@ class StancePredictor:
         self.precision = "fp32"
         self.device = torch.device("cpu")
         self.pad_multiple = PAD_MULTIPLE
+        # off, compiling, compiled or failed (see compile()).
+        self.compile_status = "off"
 
     # ----- construction -------------------------------------------------------------
     @classmethod
@@ -270,19 +272,25 @@ class StancePredictor:
         """
         if self.device.type != "cpu":
             raise InvalidInputError("compile is for CPU scoring; this predictor is on " + str(self.device))
-        encoder = self.network.encoder
-        # Plain matmul-and-softmax attention compiles into faster code than SDPA's kernel at these short lengths.
-        encoder.set_attn_implementation("eager")
-        compiled = torch.compile(encoder.forward, dynamic=True)
-        # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
-        with torch.inference_mode(), self._autocast():
-            warm_up = self.to_batch(self.encode_sentences(["Warm-up.", "Warm-up."]))
-            compiled(warm_up["input_ids"], warm_up["attention_mask"], warm_up["token_type_ids"])
+        self.compile_status = "compiling"
+        try:
+            encoder = self.network.encoder
+            # Plain matmul-and-softmax attention compiles into faster code than SDPA's kernel at these short lengths.
+            encoder.set_attn_implementation("eager")
+            compiled = torch.compile(encoder.forward, dynamic=True)
+            # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
+            with torch.inference_mode(), self._autocast():
+                warm_up = self.to_batch(self.encode_sentences(["Warm-up.", "Warm-up."]))
+                compiled(warm_up["input_ids"], warm_up["attention_mask"], warm_up["token_type_ids"])
+        except BaseException:
+            self.compile_status = "failed"
+            raise
         self.network.compiled_encoder = compiled
+        self.compile_status = "compiled"
 
     @property
     def compiled(self) -> bool:
-        return self.network.compiled_encoder is not None
+        return self.compile_status == "compiled"
 
     def to(self, device: str | torch.device) -> StancePredictor:
         """Move the network to `device` ("cpu", "cuda", "cuda:1", …); scoring then runs there."""

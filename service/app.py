@@ -172,6 +172,7 @@ def load_predictor(folder: Path, settings: Settings) -> StancePredictor:
     predictor = StancePredictor.load(folder, precision=resolve_precision(settings.precision, compiled))
     predictor.finder.nlp  # noqa: B018 - load spaCy now rather than on the first request
     if compiled:
+        predictor.compile_status = "compiling"  # already, so that /info never says "off" while the thread starts
         threading.Thread(target=compile_predictor, args=(predictor, folder), name="stance-compile", daemon=True).start()
     return predictor
 
@@ -378,7 +379,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
             "labels": {"stance": config.stance_labels, "sentiment": config.sentiment_labels},
             "input_format": config.input_format,
             "max_length": config.max_length,
-            "runtime": {"precision": current.precision, "compiled": current.compiled},
+            "runtime": {"precision": current.precision, "compile": current.compile_status},
             "training_data": training.get("data"),
             "metrics": {k: v for k, v in metrics_file.items() if k != "history"},
             "limits": settings.limits(),

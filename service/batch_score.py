@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 from model.actors import ActorSpec
 from model.errors import InvalidInputError, StanceError
-from model.predictor import DEFAULT_COMPILE, DEFAULT_PRECISION, DocumentInput, StancePredictor
+from model.predictor import DEFAULT_PRECISION, DocumentInput, StancePredictor
 from model.results import DocumentResult
 
 GRANULARITIES = ("pair", "sentence", "document")
@@ -62,7 +62,7 @@ class ScoreOptions:
     actors_file: str | None = None
     max_text_chars: int = 100_000
     precision: str = DEFAULT_PRECISION
-    compile: str = DEFAULT_COMPILE
+    compile: str = "off"
     relations: bool = False
     force: bool = False
     engine: str = "local"

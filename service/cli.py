@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -363,7 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="start over when the output was written with other settings")
     p.add_argument("--relations", action="store_true", help="also write a relations table (part-*.relations.*)")
     p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_ARG_HELP)
-    p.add_argument("--compile", choices=COMPILE_MODES, default=DEFAULT_COMPILE, help=f"{COMPILE_HELP}; each worker compiles once")
+    p.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default=os.environ.get("STANCE_COMPILE", DEFAULT_COMPILE),
+        help=f"{COMPILE_HELP}; each worker compiles once (default: STANCE_COMPILE or {DEFAULT_COMPILE})",
+    )
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.set_defaults(func=cmd_score)
 

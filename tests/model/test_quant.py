@@ -1,0 +1,99 @@
+import pytest
+import torch
+from torch import nn
+
+from model.errors import InvalidInputError
+from model.predictor import PairInput, StancePredictor, compiler_found, resolve_compile, resolve_precision
+from model.quant import Int8Linear, quantize_encoder, smoothing
+
+
+def _linear(seed: int = 0) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(48, 40)
+
+
+def test_int8_linear_is_close_to_fp32():
+    linear = _linear()
+    x = torch.randn(3, 7, 48)
+    exact, quantised = linear(x), Int8Linear(linear)(x)
+    assert quantised.shape == exact.shape == (3, 7, 40)
+    assert (quantised - exact).norm() / exact.norm() < 0.02
+
+
+def test_a_tokens_result_does_not_depend_on_its_batch():
+    # One scale per token: padding or other pairs in the batch cannot move a token's result.
+    layer = Int8Linear(_linear())
+    x = torch.randn(1, 5, 48)
+    big = torch.cat([x, 100 * torch.randn(1, 5, 48)])
+    assert torch.equal(layer(x)[0], layer(big)[0])
+
+
+def test_smoothing_is_exact_before_rounding():
+    linear = _linear()
+    smooth = torch.rand(48) + 0.5
+    layer = Int8Linear(linear, smooth)
+    x = torch.randn(4, 48)
+    # Dividing the input by s and multiplying the weights by s changes nothing before rounding ...
+    assert torch.allclose((x * layer.input_scale) @ (linear.weight * smooth).t(), x @ linear.weight.t(), atol=1e-4)
+    # ... and the stored int8 weights are the smoothed weights to within half a step.
+    dequantised = layer.weight_int8.t().float() * layer.weight_scale[:, None]
+    assert ((dequantised - linear.weight * smooth).abs() <= layer.weight_scale[:, None] / 2 + 1e-6).all()
+    assert (layer(x) - linear(x)).norm() / linear(x).norm() < 0.02
+
+
+def test_smoothing_follows_the_layer_norm_and_the_weights():
+    norm = nn.LayerNorm(4)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.0, 1.0, 16.0, 1.0]))
+        norm.bias.zero_()
+    linear = nn.Linear(4, 2)
+    with torch.no_grad():
+        linear.weight.fill_(1.0)
+    s = smoothing(norm, [linear])
+    # The outlier channel (gamma 16) is divided by the most.
+    assert s.argmax().item() == 2 and torch.allclose(s[[0, 1, 3]], torch.ones(3))
+
+
+def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
+    import copy
+
+    encoder = copy.deepcopy(tiny_predictor.network.encoder)
+    ids = torch.randint(1000, 2000, (2, 9))
+    mask = torch.ones_like(ids)
+    before = encoder(ids, mask).last_hidden_state
+    assert quantize_encoder(encoder) == 6 * 2  # query, key, value, attention output, feed-forward in and out
+    assert not any(type(m) is nn.Linear for m in encoder.modules())
+    smoothed = [m for m in encoder.modules() if isinstance(m, Int8Linear) and m.input_scale is not None]
+    assert len(smoothed) == 4 * 2  # query, key, value and feed-forward in read a LayerNorm
+    after = encoder(ids, mask).last_hidden_state
+    assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.999
+
+
+def test_compile_modes(monkeypatch):
+    assert resolve_compile("off") is False
+    assert resolve_precision("auto", compiled=True) == "int8"
+    with pytest.raises(InvalidInputError, match=r"compile must be one of \('auto', 'on', 'off'\), not 'yes'"):
+        resolve_compile("yes")
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert compiler_found() is False and resolve_compile("auto") is False
+    with pytest.raises(InvalidInputError) as raised:
+        resolve_compile("on")
+    assert str(raised.value) == "compile=on needs a C++ compiler (g++, c++ or clang++, or $CXX); none was found"
+
+
+@pytest.mark.skipif(not compiler_found(), reason="torch.compile needs a C++ compiler")
+def test_compiled_int8_predictor_matches_eager_and_compiles_once(tiny_model_dir):
+    from torch._dynamo.utils import counters
+
+    eager = StancePredictor.load(tiny_model_dir, precision="int8")
+    counters.clear()
+    compiled = StancePredictor.load(tiny_model_dir, precision="auto", compile="on")
+    assert compiled.compiled and compiled.precision == "int8" and not eager.compiled
+    pairs = [PairInput(f"Acme Corp hired {i} people and Trump praised it.", "Acme Corp", ((0, 9),)) for i in range(20)]
+    texts = ["Trump praised it.", "A much longer sentence about Acme Corp, its workers and its many new plants."]
+    assert torch.allclose(eager.stance_probabilities(pairs), compiled.stance_probabilities(pairs), atol=1e-4)
+    assert torch.allclose(eager.sentiment_probabilities(texts), compiled.sentiment_probabilities(texts), atol=1e-4)
+    # Batches of one and of other widths reuse the warm-up's graph instead of compiling again.
+    assert torch.allclose(eager.stance_probabilities(pairs[:1]), compiled.stance_probabilities(pairs[:1]), atol=1e-4)
+    assert counters["stats"]["unique_graphs"] == 1
