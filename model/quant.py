@@ -1,10 +1,12 @@
 """int8 linear layers for CPU scoring: int8 weights with one scale per output channel, int8 activations with one
-scale per token, multiplied by `torch._int_mm` (the CPU's int8 dot-product instructions).
+scale and offset per token, multiplied by `torch._int_mm` (the CPU's int8 dot-product instructions).
 
 Per-token activation scales are what keep every linear layer accurate enough to quantise: torch's dynamic
 quantisation takes one scale per batch, and quantising the feed-forward layers that way moved 3.5% of devtest_mt's
 labels (benchmarks/PROFILE.md). A token's result also no longer depends on the other tokens in its batch, so padding
-cannot change it.
+cannot change it. The per-token offset (the middle of the token's range) gives the 256 steps to the range the token
+uses: GELU outputs, for one, hardly go below zero. The offset's share of the product is added back exactly, as
+offset times each output channel's weight sum.
 
 A few input channels of a BERT layer carry much larger values than the rest (set by the LayerNorm before it),
 which per-token scales alone do not fix. As in SmoothQuant (Xiao et al., 2023), each such linear layer divides its
@@ -19,7 +21,8 @@ import torch
 from torch import nn
 
 INT8_MAX = 127
-# 0.7 moved the fewest labels of our own articles among 0.3, 0.5 and 0.7 (1 of 107 pairs, against 4 without).
+# Every variant in benchmarks/results/int8_variants.json moves about 1% of labels; 0.7 kept devtest_mt's macro-F1
+# closest to fp32's and moved 2 of our 107 article pairs.
 ALPHA = 0.7
 
 
@@ -37,6 +40,8 @@ class Int8Linear(nn.Module):
         # Stored as (in, out) so the matmul needs no transpose.
         self.register_buffer("weight_int8", (weight / scale[:, None]).round().to(torch.int8).t().contiguous())
         self.register_buffer("weight_scale", scale)
+        # Each output channel's sum of its (dequantised) weights, for the activations' per-token offset.
+        self.register_buffer("weight_sum", self.weight_int8.float().sum(dim=0) * scale)
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -46,9 +51,11 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, shape[-1]).float()
         if self.input_scale is not None:
             rows = rows * self.input_scale
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / INT8_MAX
-        out = torch._int_mm(torch.round(rows / scale).to(torch.int8), self.weight_int8).float()
-        out = out * scale * self.weight_scale
+        low, high = torch.aminmax(rows, dim=1, keepdim=True)
+        offset = (high + low) / 2
+        scale = ((high - low) / 2).clamp(min=torch.finfo(torch.float32).tiny) / INT8_MAX
+        out = torch._int_mm(torch.round((rows - offset) / scale).to(torch.int8), self.weight_int8).float()
+        out = out * scale * self.weight_scale + offset * self.weight_sum
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -57,24 +64,24 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def smoothing(norm: nn.LayerNorm, linears: list[nn.Linear]) -> torch.Tensor:
+def smoothing(norm: nn.LayerNorm, linears: list[nn.Linear], alpha: float = ALPHA) -> torch.Tensor:
     """The per-channel s of the linear layers that read `norm`'s output (see the module docstring)."""
     tiny = 1e-5
     activation = (norm.weight.abs() + norm.bias.abs()).detach().float().clamp(min=tiny)
     weight = torch.stack([lin.weight.detach().float().abs().amax(dim=0) for lin in linears]).amax(dim=0).clamp(min=tiny)
-    return activation**ALPHA / weight ** (1 - ALPHA)
+    return activation**alpha / weight ** (1 - alpha)
 
 
-def quantize_encoder(encoder: nn.Module) -> int:
+def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA) -> int:
     """Replace every `nn.Linear` of a BERT encoder by an `Int8Linear`, in place, smoothing the layers that read a
-    LayerNorm (query, key and value; the feed-forward input); returns how many were replaced."""
+    LayerNorm (query, key and value; the feed-forward input) unless `alpha` is None; returns how many were replaced."""
     smooth: dict[nn.Linear, torch.Tensor] = {}
     norm = encoder.embeddings.LayerNorm
-    for layer in encoder.encoder.layer:
+    for layer in encoder.encoder.layer if alpha is not None else ():
         attention = layer.attention.self
         qkv = [attention.query, attention.key, attention.value]
-        smooth |= dict.fromkeys(qkv, smoothing(norm, qkv))
-        smooth[layer.intermediate.dense] = smoothing(layer.attention.output.LayerNorm, [layer.intermediate.dense])
+        smooth |= dict.fromkeys(qkv, smoothing(norm, qkv, alpha))
+        smooth[layer.intermediate.dense] = smoothing(layer.attention.output.LayerNorm, [layer.intermediate.dense], alpha)
         norm = layer.output.LayerNorm
     replaced = 0
     for parent in list(encoder.modules()):

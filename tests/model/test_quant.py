@@ -28,6 +28,13 @@ def test_a_tokens_result_does_not_depend_on_its_batch():
     assert torch.equal(layer(x)[0], layer(big)[0])
 
 
+def test_the_per_token_offset_spends_the_steps_on_the_range_a_token_uses():
+    # Values around 5 that vary by 0.01: one scale from zero would leave them a handful of steps.
+    linear = _linear()
+    x = 5 + 0.01 * torch.randn(4, 48)
+    assert (Int8Linear(linear)(x) - linear(x)).abs().max() < 1e-3
+
+
 def test_smoothing_is_exact_before_rounding():
     linear = _linear()
     smooth = torch.rand(48) + 0.5
