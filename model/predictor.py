@@ -46,6 +46,9 @@ DEFAULT_COMPILE = "auto"
 # kernel caches of oneDNN and ideep (capped in model/__init__.py), which let a server's memory grow
 # (benchmarks/PROFILE.md). On short NewsMTSC pairs 8 cost 2% and 16 cost 13% (benchmarks/results/padding.json).
 PAD_MULTIPLE = 8
+# Pairs per scoring batch. The compiled int8 path scored 432 pairs/s at 32, 379 at 64 and 304 at 128; bf16 was
+# level between 32 and 64 (benchmarks/results/inference.json).
+BATCH_SIZE = 32
 PRECISION_HELP = (
     "auto: int8 when the encoder is compiled, else bf16 where the CPU supports it, else fp32; fp32: exact; "
     "bf16; int8: int8 linear layers"
@@ -363,15 +366,15 @@ class StancePredictor:
             items = items * 2
         return forward(**self.to_batch(items, with_other)).float().cpu()[:rows]
 
-    def stance_logits(self, pairs: Sequence[PairInput], batch_size: int = 64) -> torch.Tensor:
+    def stance_logits(self, pairs: Sequence[PairInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
         """Raw stance logits, one row per pair (no temperature)."""
         return self._logits(self.encode_pairs(pairs), "stance", batch_size)
 
-    def sentiment_logits(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    def sentiment_logits(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> torch.Tensor:
         """Raw sentiment logits, one row per sentence (no temperature)."""
         return self._logits(self.encode_sentences(texts), "sentiment", batch_size)
 
-    def stance_probabilities(self, pairs: Sequence[PairInput], batch_size: int = 64) -> torch.Tensor:
+    def stance_probabilities(self, pairs: Sequence[PairInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
         """Calibrated stance probabilities in `config.stance_labels` order."""
         if not pairs:
             return torch.empty((0, len(self.config.stance_labels)))
@@ -389,7 +392,7 @@ class StancePredictor:
         return [self.encoder.encode_pair(r.text, r.target, r.target_mentions, r.holder_mentions) for r in relations]
 
     @torch.inference_mode()
-    def relation_features(self, relations: Sequence[RelationInput], batch_size: int = 64) -> torch.Tensor:
+    def relation_features(self, relations: Sequence[RelationInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
         items = self.encode_relations(relations)
         out = torch.empty((len(items), 3 * self.network.encoder.config.hidden_size))
         with self._autocast():
@@ -397,7 +400,7 @@ class StancePredictor:
                 out[batch] = self._run(self.network.relation_features, [items[i] for i in batch], with_other=True)
         return out
 
-    def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int = 64) -> torch.Tensor:
+    def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
         """Calibrated holder → target probabilities in `config.relation_labels` order."""
         if not self.config.relation_labels:
             raise InvalidInputError("this model has no relation head; train one with `python -m training.relations`")
@@ -408,7 +411,7 @@ class StancePredictor:
             logits = self.network.relation_logits(features).cpu()
         return torch.softmax(logits / self.config.temperature.get("relation", 1.0), dim=-1)
 
-    def sentiment_probabilities(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    def sentiment_probabilities(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> torch.Tensor:
         """Calibrated sentiment probabilities in `config.sentiment_labels` order."""
         if not texts:
             return torch.empty((0, len(self.config.sentiment_labels)))
@@ -424,7 +427,7 @@ class StancePredictor:
         """
         return self.predict_documents([DocumentInput(text, tuple(actors), detect_actors, relations)])[0]
 
-    def predict_documents(self, documents: Sequence[DocumentInput], batch_size: int = 64) -> list[DocumentResult]:
+    def predict_documents(self, documents: Sequence[DocumentInput], batch_size: int = BATCH_SIZE) -> list[DocumentResult]:
         """Classify several documents at once; identical sentences and pairs are scored once.
 
         Raises the first document's StanceError; `predict_documents_safe` returns errors per document instead.
@@ -436,7 +439,7 @@ class StancePredictor:
         return results  # type: ignore[return-value]
 
     def predict_documents_safe(
-        self, documents: Sequence[DocumentInput], batch_size: int = 64
+        self, documents: Sequence[DocumentInput], batch_size: int = BATCH_SIZE
     ) -> list[DocumentResult | StanceError]:
         """Like `predict_documents`, but a document that fails gets its error in its place."""
         plans: list[_Plan | StanceError] = []
