@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 INT8_MAX = 127
-# Every variant in benchmarks/results/int8_variants.json moves about 1% of labels; 0.7 kept devtest_mt's macro-F1
-# closest to fp32's and moved 2 of our 107 article pairs.
-ALPHA = 0.7
+# Every variant in benchmarks/results/int8_variants.json moves about 1% of labels, within noise of each other; 0.3
+# kept devtest_mt's macro-F1 closest to fp32's (-0.11 points) and moved 22 of the 3,583 pairs, the fewest but one.
+ALPHA = 0.3
 
 
 class Int8Linear(nn.Module):
