@@ -46,8 +46,8 @@ DEFAULT_COMPILE = "auto"
 # kernel caches of oneDNN and ideep (capped in model/__init__.py), which let a server's memory grow
 # (benchmarks/PROFILE.md). On short NewsMTSC pairs 8 cost 2% and 16 cost 13% (benchmarks/results/padding.json).
 PAD_MULTIPLE = 8
-# Pairs per scoring batch. The compiled int8 path scored 432 pairs/s at 32, 379 at 64 and 304 at 128; bf16 was
-# level between 32 and 64 (benchmarks/results/inference.json).
+# Pairs per scoring batch. The compiled int8 path scored 455.9 pairs/s at 32, 409.3 at 64 and 334.2 at 128
+# (benchmarks/results/inference.json; two earlier runs agreed); bf16 was level between 32 and 64 in session 3.
 BATCH_SIZE = 32
 PRECISION_HELP = (
     "auto: int8 when the encoder is compiled, else bf16 where the CPU supports it, else fp32; fp32: exact; "

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 from model.actors import ActorSpec
 from model.errors import InvalidInputError, StanceError
-from model.predictor import DEFAULT_PRECISION, DocumentInput, StancePredictor
+from model.predictor import DEFAULT_PRECISION, DocumentInput, StancePredictor, resolve_compile, resolve_precision
 from model.results import DocumentResult
 
 GRANULARITIES = ("pair", "sentence", "document")
@@ -484,6 +484,8 @@ def run(options: ScoreOptions, model_dir: Path, log=sys.stderr) -> dict[str, Any
         raise InvalidInputError("--ray-address needs --engine ray")
     if options.workers < 1 or options.chunk_size < 1:
         raise InvalidInputError("--workers and --batch-size must be at least 1")
+    # Here rather than in the workers, where a load error would only make the pool restart them.
+    resolve_precision(options.precision, resolve_compile(options.compile))
     run_actors: tuple[ActorSpec, ...] = ()
     if options.actors_file:
         run_actors = tuple(

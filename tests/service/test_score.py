@@ -196,3 +196,14 @@ def test_relations_table(tiny_relation_predictor, tmp_path, fmt):
     assert set(relations[0]) == {"doc_id", "sentence_index", "holder", "target", "relation", "p_support", "p_oppose", "p_neutral",
                                  "model", "model_version"}  # fmt: skip
     assert all("holder" not in r for r in read_rows(tmp_path / "out"))
+
+
+def test_compile_on_without_a_compiler_fails_before_any_worker_starts(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps(DOCS[0]) + "\n", encoding="utf-8")
+    args = ["score", str(docs), "--out", str(tmp_path / "o"), "--model", str(tiny_model_dir), "--workers", "2"]
+    assert main([*args, "--compile", "on"]) == 2
+    assert capsys.readouterr().err == "error: compile=on needs a C++ compiler (g++, c++ or clang++, or $CXX); none was found\n"
+    assert not (tmp_path / "o").exists()
