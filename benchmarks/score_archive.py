@@ -11,6 +11,10 @@ Both include loading the model once, as `stance score` does. Reports median docu
 batch size. Writes benchmarks/results/score_archive.json (or --out).
 
     .venv/bin/python benchmarks/score_archive.py [--articles 100] [--words 400] [--repeats 3] [--batch-sizes 16,64,256]
+        [--compile auto|on|off]
+
+With compiling on (the default of `stance score` where a C++ compiler is found), every run, naive included, pays
+the 20-40 s compile in its model load: give it enough articles for that to be amortised.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthetic import article
 
 from model import default_model_path
-from model.predictor import DEFAULT_PRECISION
+from model.predictor import COMPILE_MODES, DEFAULT_COMPILE, DEFAULT_PRECISION
 from service.batch_score import ScoreOptions, load_predictor, rows_for, run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,20 +54,20 @@ def write_archive(path: Path, articles: int, words: int) -> None:
             handle.write(json.dumps({"id": f"a{i}", "text": article(rng, words)}) + "\n")
 
 
-def score(archive: Path, out: Path, batch_size: int) -> tuple[float, int, int]:
-    """`stance score ARCHIVE --out OUT --batch-size B` in this process: seconds, documents, pairs."""
+def score(archive: Path, out: Path, batch_size: int, compile_mode: str) -> tuple[float, int, int]:
+    """`stance score ARCHIVE --out OUT --batch-size B --compile C` in this process: seconds, documents, pairs."""
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    summary = run(
-        ScoreOptions(inputs=(str(archive),), out=str(out), chunk_size=batch_size), default_model_path(), log=io.StringIO()
-    )
+    options = ScoreOptions(inputs=(str(archive),), out=str(out), chunk_size=batch_size, compile=compile_mode)
+    summary = run(options, default_model_path(), log=io.StringIO())
     return time.perf_counter() - started, summary["documents"], summary["pairs"]
 
 
-def naive(archive: Path, out: Path) -> tuple[float, int, int]:
+def naive(archive: Path, out: Path, compile_mode: str) -> tuple[float, int, int]:
     """Load the predictor, then `predict()` and write the pair rows one document at a time: seconds, documents, pairs."""
     started = time.perf_counter()
-    predictor = load_predictor(str(default_model_path()), os.cpu_count() or 1, DEFAULT_PRECISION)  # as `stance score`
+    options = ScoreOptions(inputs=(str(archive),), out=str(out), compile=compile_mode)
+    predictor = load_predictor(str(default_model_path()), os.cpu_count() or 1, options)  # as `stance score`
     documents = pairs = 0
     with archive.open(encoding="utf-8") as source, out.open("w", encoding="utf-8") as sink:
         for line in source:
@@ -82,6 +86,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", default="16,64,256", help="--batch-size values of `stance score` to time")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default=DEFAULT_COMPILE, help="as `stance score --compile`")
     parser.add_argument("--out", type=Path, default=RESULTS / "score_archive.json")
     args = parser.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -94,8 +99,8 @@ def main() -> None:
 
         def measure(mode: str, source: Path) -> tuple[float, int, int]:
             if mode == "naive":
-                return naive(source, work / "naive.jsonl")
-            return score(source, work / "scored", int(mode.removeprefix("score_batch_")))
+                return naive(source, work / "naive.jsonl", args.compile)
+            return score(source, work / "scored", int(mode.removeprefix("score_batch_")), args.compile)
 
         for mode in modes:
             measure(mode, warmup)
@@ -127,7 +132,7 @@ def main() -> None:
         "best_batch_size": best,
         "speedup_default_batch_vs_naive": round(median["naive"] / median["score_batch_64"], 3) if 64 in batch_sizes else None,
         "speedup_best_batch_vs_naive": round(median["naive"] / median[f"score_batch_{best}"], 3),
-        "model": {"name": config["name"], "version": config["version"], "precision": DEFAULT_PRECISION},
+        "model": {"name": config["name"], "version": config["version"], "precision": DEFAULT_PRECISION, "compile": args.compile},
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
