@@ -76,9 +76,10 @@ def resolve_compile(mode: str) -> bool:
     """Whether to compile the encoder for `mode` (see COMPILE_MODES); "on" without a compiler raises."""
     if mode not in COMPILE_MODES:
         raise InvalidInputError(f"compile must be one of {COMPILE_MODES}, not {mode!r}")
-    if mode == "on" and not compiler_found():
+    found = mode != "off" and compiler_found()
+    if mode == "on" and not found:
         raise InvalidInputError("compile=on needs a C++ compiler (g++, c++ or clang++, or $CXX); none was found")
-    return mode == "on" or (mode == "auto" and compiler_found())
+    return found
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

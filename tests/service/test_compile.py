@@ -3,9 +3,10 @@ import logging
 import threading
 
 import pytest
+import torch
 
 import service.app
-from model.predictor import StancePredictor, compiler_found
+from model.predictor import compiler_found
 from service.app import load_predictor
 from service.settings import Settings
 
@@ -33,13 +34,12 @@ def test_the_service_compiles_in_the_background(tiny_model_dir, caplog):
 
 
 def test_a_failed_compile_keeps_the_eager_path(tiny_model_dir, caplog, monkeypatch):
-    def broken(self):
-        self.compile_status = "failed"
+    def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler today")
 
     caplog.set_level(logging.INFO, logger=service.app.log.name)
     monkeypatch.setattr(service.app, "resolve_compile", lambda mode: True)
-    monkeypatch.setattr(StancePredictor, "compile", broken)
+    monkeypatch.setattr(torch, "compile", broken)  # fails inside StancePredictor.compile, which records it
     predictor = load_predictor(tiny_model_dir, Settings(model_dir=tiny_model_dir, compile="on"))
     _wait_for_compile()
     assert not predictor.compiled and predictor.compile_status == "failed"
