@@ -175,6 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             threads=args.threads,
             device=args.device,
             class_balance=args.class_balance,
+            multi_actor_repeat=args.multi_actor_repeat,
         )
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from exc
@@ -341,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="weight the stance loss by inverse class frequency to this power (0: off, 1: fully balanced)",
+    )
+    p.add_argument(
+        "--multi-actor-repeat",
+        type=int,
+        default=1,
+        help="show stance pairs whose sentence has another labelled actor this many times per epoch (default 1)",
     )
     p.add_argument("--label-map", help="map your label names onto ours: oppose=against,support=favor")
     p.add_argument("--skip-invalid", action="store_true", help="skip bad rows (and report how many) instead of stopping")

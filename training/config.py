@@ -37,6 +37,9 @@ class TrainConfig:
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (cuda when available)
     # Stance loss weights: inverse class frequency to this power (0: plain cross-entropy, 1: fully balanced).
     class_balance: float = 0.0
+    # Stance pairs whose sentence has another labelled actor appear this many times per epoch (NewsMTSC's
+    # devtest_mt is all such sentences; its train split has 22% of them).
+    multi_actor_repeat: int = 1
 
     def __post_init__(self) -> None:
         checks = {
@@ -58,6 +61,7 @@ class TrainConfig:
             "threads": self.threads >= 0,
             "device": re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.device) is not None,
             "class_balance": 0 <= self.class_balance <= 1,
+            "multi_actor_repeat": self.multi_actor_repeat >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -56,6 +56,14 @@ def sampled_batches(items: Sequence[Encoded], per_epoch: int, batch_size: int, r
     return [[chosen[j] for j in b] for b in grouped_batches(lengths, batch_size, rng)]
 
 
+def multi_actor_pairs(examples: Sequence[StanceExample]) -> list[int]:
+    """Indices of the stance examples whose sentence has another labelled actor."""
+    actors: dict[str, set[str]] = {}
+    for e in examples:
+        actors.setdefault(e.pair.text, set()).add(e.pair.actor)
+    return [i for i, e in enumerate(examples) if len(actors[e.pair.text]) > 1]
+
+
 def class_weights(gold: Sequence[int], n_labels: int, power: float = 1.0) -> torch.Tensor:
     """Inverse class frequencies, (n / (labels · count)) ** power, for a class-weighted loss."""
     counts = Counter(gold)
@@ -167,10 +175,12 @@ def train(
     stance_gold = [stance_labels.index(e.label) for e in train_data.stance]
     stance_weights = class_weights(stance_gold, len(stance_labels), config.class_balance).to(predictor.device)
     stance_loss = nn.CrossEntropyLoss(weight=stance_weights if config.class_balance else None)
+    # Each epoch's stance pairs: all of them, plus the repeats of multi-actor ones.
+    stance_order = list(range(len(train_data.stance))) + multi_actor_pairs(train_data.stance) * (config.multi_actor_repeat - 1)
     stance = _Task(
         predictor.encode_pairs([e.pair for e in train_data.stance]),
         stance_gold,
-        len(train_data.stance),
+        len(stance_order),
         lambda inputs, gold: stance_loss(net.stance_logits(**inputs), gold),
     )
     sentiment = _Task(
@@ -209,8 +219,9 @@ def train(
     step, started = 0, time.monotonic()
     for epoch in range(1, config.epochs + 1):
         net.train()
+        lengths = [len(stance.items[i].input_ids) for i in stance_order]
         jobs: list[tuple[str, list[int]]] = [
-            ("stance", b) for b in grouped_batches([len(e.input_ids) for e in stance.items], config.batch_size, rng)
+            ("stance", [stance_order[j] for j in b]) for b in grouped_batches(lengths, config.batch_size, rng)
         ]
         for head, task in tasks.items():
             if head != "stance" and task.per_epoch:

@@ -1,10 +1,21 @@
+from unittest.mock import patch
+
 import pytest
 import torch
 from torch import nn
 
 from model.errors import InvalidInputError
 from model.predictor import PairInput, StancePredictor, compiler_found, resolve_compile, resolve_precision
-from model.quant import Int8Linear, quantize_encoder, smoothing
+from model.quant import (
+    GELU_ARGMIN,
+    GELU_MIN,
+    Int8FeedForward,
+    Int8Linear,
+    Int8SelfAttention,
+    quantize_encoder,
+    quantize_rows,
+    smoothing,
+)
 
 
 def _linear(seed: int = 0) -> nn.Linear:
@@ -71,10 +82,51 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
     before = encoder(ids, mask).last_hidden_state
     assert quantize_encoder(encoder) == 6 * 2  # query, key, value, attention output, feed-forward in and out
     assert not any(type(m) is nn.Linear for m in encoder.modules())
+    layers = encoder.encoder.layer
+    assert all(isinstance(layer.attention.self, Int8SelfAttention) for layer in layers)
+    assert all(isinstance(layer.output, Int8FeedForward) for layer in layers)
     smoothed = [m for m in encoder.modules() if isinstance(m, Int8Linear) and m.input_scale is not None]
-    assert len(smoothed) == 4 * 2  # query, key, value and feed-forward in read a LayerNorm
+    assert len(smoothed) == 2 * 2  # fused query/key/value and feed-forward in read a LayerNorm
     after = encoder(ids, mask).last_hidden_state
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.999
+
+
+def test_fused_query_key_value_equal_three_separate_layers(tiny_predictor):
+    attention = tiny_predictor.network.encoder.encoder.layer[0].attention.self
+    smooth = torch.rand(attention.query.in_features) + 0.5
+    fused = Int8SelfAttention(attention, smooth)
+    x = torch.randn(2, 7, attention.query.in_features)
+    separate = [Int8Linear(lin, smooth)(x) for lin in (attention.query, attention.key, attention.value)]
+    assert torch.allclose(fused.qkv(x), torch.cat(separate, dim=-1), atol=1e-5)
+
+
+def test_gelu_minimum():
+    grid = torch.linspace(-3, 3, 600_001, dtype=torch.float64)
+    values = torch.nn.functional.gelu(grid)
+    assert abs(grid[values.argmin()].item() - GELU_ARGMIN) < 1e-4
+    assert abs(values.min().item() - GELU_MIN) < 1e-6
+
+
+def test_feed_forward_range_covers_gelu_and_matches_fp32(tiny_predictor):
+    import copy
+
+    layer = copy.deepcopy(tiny_predictor.network.encoder.encoder.layer[0])
+    x = torch.randn(3, 6, layer.intermediate.dense.in_features)
+    exact = layer.output(layer.intermediate(x), x)
+    block = Int8FeedForward(layer.intermediate, layer.output)
+    seen = {}
+
+    def record(rows, low, high):
+        seen.update(rows=rows, low=low, high=high)
+        return quantize_rows(rows, low, high)
+
+    with patch("model.quant.quantize_rows", side_effect=record):
+        quantised = block(x, x)
+    # The range from GELU's input holds every GELU output and its top is exact.
+    assert (seen["low"] <= seen["rows"].amin(dim=1, keepdim=True)).all()
+    assert torch.equal(seen["high"], seen["rows"].amax(dim=1, keepdim=True))
+    assert (seen["low"] >= GELU_MIN - 1e-6).all()
+    assert (quantised - exact).norm() / exact.norm() < 0.02
 
 
 def test_compile_modes(monkeypatch):

@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.predictor import StancePredictor
+from model.predictor import PairInput, StancePredictor
 from training.config import TrainConfig
+from training.data import LabelledData, StanceExample, find_mentions
 from training.metrics import classification_report, expected_calibration_error, fit_temperature
 from training.pipeline import DataSpec, stratified_split, train_model
 
@@ -201,3 +202,19 @@ def test_training_on_a_gpu_gives_a_folder_that_loads_on_cpu(tiny_model_dir, tmp_
     pairs = [PairInput("The senator praised Acme Corp.", "Acme Corp", ((19, 28),)), PairInput("Acme fell.", "Acme", ())]
     assert torch.allclose(cpu.stance_probabilities(pairs), gpu.stance_probabilities(pairs), atol=1e-3)
     assert torch.allclose(cpu.sentiment_probabilities(["Good."]), gpu.sentiment_probabilities(["Good."]), atol=1e-3)
+
+
+def test_multi_actor_pairs_are_repeated_each_epoch(tiny_model_dir):
+    from training.trainer import multi_actor_pairs, train
+
+    two = "Acme Corp sued Globex."
+    rows = [(two, "Acme Corp", "neutral"), (two, "Globex", "oppose")]
+    rows += [(f"Acme Corp grew {i} times.", "Acme Corp", "support") for i in range(3)]
+    data = LabelledData(stance=[StanceExample(PairInput(t, a, find_mentions(t, a)), s) for t, a, s in rows])
+    assert multi_actor_pairs(data.stance) == [0, 1]
+    with pytest.raises(ValueError, match=r"invalid training settings: multi_actor_repeat=0"):
+        TrainConfig(multi_actor_repeat=0)
+    logged: list[str] = []
+    config = TrainConfig(epochs=1, batch_size=1, multi_actor_repeat=3)
+    train(StancePredictor.load(tiny_model_dir), data, LabelledData(), config, log=logged.append)
+    assert "step 9/9" in logged[-2]  # 5 pairs + 2 repeats of the 2 multi-actor ones, one per step
