@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.bert.modeling_bert import eager_attention_forward
 
@@ -29,13 +28,6 @@ INT8_MAX = 127
 # Every variant in benchmarks/results/int8_variants.json moves about 1% of labels, within noise of each other; 0.3
 # kept devtest_mt's macro-F1 closest to fp32's (-0.11 points); it moved 22 of the 3,583 pairs (the variants: 20-24).
 ALPHA = 0.3
-
-
-def quantize_rows(rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each row of `rows` as int8 on its range [low, high]: the int8 rows, their scales and their offsets."""
-    offset = (high + low) / 2
-    scale = ((high - low) / 2).clamp(min=torch.finfo(torch.float32).tiny) / INT8_MAX
-    return torch.round((rows - offset) / scale).to(torch.int8), scale, offset
 
 
 class Int8Linear(nn.Module):
@@ -64,12 +56,13 @@ class Int8Linear(nn.Module):
         if self.input_scale is not None:
             rows = rows * self.input_scale
         low, high = torch.aminmax(rows, dim=1, keepdim=True)
-        return self.product(*quantize_rows(rows, low, high)).reshape(*shape[:-1], self.out_features)
-
-    def product(self, rows: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        """The layer's output for int8 `rows` with their per-row `scale` and `offset` (see `quantize_rows`)."""
-        out = torch._int_mm(rows, self.weight_int8).float() * scale * self.weight_scale + offset * self.weight_sum
-        return out if self.bias is None else out + self.bias
+        offset = (high + low) / 2
+        scale = ((high - low) / 2).clamp(min=torch.finfo(torch.float32).tiny) / INT8_MAX
+        out = torch._int_mm(torch.round((rows - offset) / scale).to(torch.int8), self.weight_int8).float()
+        out = out * scale * self.weight_scale + offset * self.weight_sum
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -81,11 +74,6 @@ def smoothing(norm: nn.LayerNorm, linears: list[nn.Linear], alpha: float = ALPHA
     activation = (norm.weight.abs() + norm.bias.abs()).detach().float().clamp(min=tiny)
     weight = torch.stack([lin.weight.detach().float().abs().amax(dim=0) for lin in linears]).amax(dim=0).clamp(min=tiny)
     return activation**alpha / weight ** (1 - alpha)
-
-
-# GELU falls to its minimum at GELU_ARGMIN, then rises: over any interval its largest value is at an end.
-GELU_ARGMIN = -0.7517915
-GELU_MIN = -0.1699712
 
 
 class Int8SelfAttention(nn.Module):
@@ -125,33 +113,6 @@ class Int8SelfAttention(nn.Module):
         return out.reshape(*shape, -1).contiguous(), weights
 
 
-class Int8FeedForward(nn.Module):
-    """BERT's feed-forward block (dense, GELU, dense, residual, LayerNorm) with both dense layers in int8.
-
-    Takes the place of `BertOutput` while `BertIntermediate` becomes an identity, so it is called as
-    `(attention_output, attention_output)`. GELU's per-token range comes from the range of its input, so GELU is
-    evaluated once, where it is quantised, instead of once more for the range: compiled, this saves a pass over the
-    widest activation of the layer.
-    """
-
-    def __init__(self, intermediate: nn.Module, output: nn.Module, smooth: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.dense_in = Int8Linear(intermediate.dense, smooth)
-        self.dense_out = Int8Linear(output.dense)
-        self.LayerNorm = output.LayerNorm  # BERT's name, so smoothing finds it as the next layer's input norm
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        rows = self.dense_in(hidden_states).reshape(-1, self.dense_in.out_features)
-        low, high = torch.aminmax(rows, dim=1, keepdim=True)
-        gelu_low, gelu_high = functional.gelu(low), functional.gelu(high)
-        # An interval holding GELU_ARGMIN goes down to GELU_MIN, which at most widens the range by a hair when no
-        # value of the token lies near GELU_ARGMIN.
-        dips = (low < GELU_ARGMIN) & (high > GELU_ARGMIN)
-        floor = torch.where(dips, torch.full_like(low, GELU_MIN), torch.minimum(gelu_low, gelu_high))
-        out = self.dense_out.product(*quantize_rows(functional.gelu(rows), floor, torch.maximum(gelu_low, gelu_high)))
-        return self.LayerNorm(out.reshape(input_tensor.shape) + input_tensor)
-
-
 def _count_linear(module: nn.Module) -> int:
     return sum(type(m) is nn.Linear for m in module.modules())
 
@@ -159,9 +120,8 @@ def _count_linear(module: nn.Module) -> int:
 def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA) -> int:
     """Make every linear layer of a BERT encoder int8, in place; returns how many were replaced.
 
-    Query, key and value become one `Int8SelfAttention`; with GELU the feed-forward block becomes one
-    `Int8FeedForward`; every other `nn.Linear` an `Int8Linear`. The layers that read a LayerNorm (query, key and
-    value; the feed-forward input) are smoothed unless `alpha` is None.
+    Query, key and value become one `Int8SelfAttention`, every other `nn.Linear` an `Int8Linear`. The layers that
+    read a LayerNorm (query, key and value; the feed-forward input) are smoothed unless `alpha` is None.
     """
     before = _count_linear(encoder)
     norm = encoder.embeddings.LayerNorm
@@ -171,11 +131,7 @@ def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA) -> int:
         layer.attention.self = Int8SelfAttention(attention, None if alpha is None else smoothing(norm, qkv, alpha))
         dense = layer.intermediate.dense
         smooth = None if alpha is None else smoothing(layer.attention.output.LayerNorm, [dense], alpha)
-        if encoder.config.hidden_act == "gelu":
-            layer.output = Int8FeedForward(layer.intermediate, layer.output, smooth)
-            layer.intermediate = nn.Identity()
-        else:
-            layer.intermediate.dense = Int8Linear(dense, smooth)
+        layer.intermediate.dense = Int8Linear(dense, smooth)
         norm = layer.output.LayerNorm
     for parent in list(encoder.modules()):
         for name, child in list(parent.named_children()):
