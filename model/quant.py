@@ -117,18 +117,23 @@ def _count_linear(module: nn.Module) -> int:
     return sum(type(m) is nn.Linear for m in module.modules())
 
 
-def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA) -> int:
+def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA, fuse_qkv: bool = True) -> int:
     """Make every linear layer of a BERT encoder int8, in place; returns how many were replaced.
 
-    Query, key and value become one `Int8SelfAttention`, every other `nn.Linear` an `Int8Linear`. The layers that
-    read a LayerNorm (query, key and value; the feed-forward input) are smoothed unless `alpha` is None.
+    Query, key and value become one `Int8SelfAttention` (three `Int8Linear`s without `fuse_qkv`), every other
+    `nn.Linear` an `Int8Linear`. The layers that read a LayerNorm (query, key and value; the feed-forward input) are
+    smoothed unless `alpha` is None.
     """
     before = _count_linear(encoder)
     norm = encoder.embeddings.LayerNorm
     for layer in encoder.encoder.layer:
         attention = layer.attention.self
         qkv = [attention.query, attention.key, attention.value]
-        layer.attention.self = Int8SelfAttention(attention, None if alpha is None else smoothing(norm, qkv, alpha))
+        smooth = None if alpha is None else smoothing(norm, qkv, alpha)
+        if fuse_qkv:
+            layer.attention.self = Int8SelfAttention(attention, smooth)
+        else:
+            attention.query, attention.key, attention.value = (Int8Linear(lin, smooth) for lin in qkv)
         dense = layer.intermediate.dense
         smooth = None if alpha is None else smoothing(layer.attention.output.LayerNorm, [dense], alpha)
         layer.intermediate.dense = Int8Linear(dense, smooth)

@@ -4,12 +4,7 @@ from torch import nn
 
 from model.errors import InvalidInputError
 from model.predictor import PairInput, StancePredictor, compiler_found, resolve_compile, resolve_precision
-from model.quant import (
-    Int8Linear,
-    Int8SelfAttention,
-    quantize_encoder,
-    smoothing,
-)
+from model.quant import Int8Linear, Int8SelfAttention, quantize_encoder, smoothing
 
 
 def _linear(seed: int = 0) -> nn.Linear:
@@ -85,12 +80,20 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
 
 
 def test_fused_query_key_value_equal_three_separate_layers(tiny_predictor):
+    import copy
+
     attention = tiny_predictor.network.encoder.encoder.layer[0].attention.self
     smooth = torch.rand(attention.query.in_features) + 0.5
     fused = Int8SelfAttention(attention, smooth)
     x = torch.randn(2, 7, attention.query.in_features)
     separate = [Int8Linear(lin, smooth)(x) for lin in (attention.query, attention.key, attention.value)]
     assert torch.allclose(fused.qkv(x), torch.cat(separate, dim=-1), atol=1e-5)
+    # The whole encoder too, fused or not.
+    encoders = [copy.deepcopy(tiny_predictor.network.encoder) for _ in range(2)]
+    assert quantize_encoder(encoders[0]) == quantize_encoder(encoders[1], fuse_qkv=False) == 6 * 2
+    ids = torch.randint(1000, 2000, (2, 9))
+    hidden = [e(ids, torch.ones_like(ids)).last_hidden_state for e in encoders]
+    assert torch.allclose(hidden[0], hidden[1], atol=1e-5)
 
 
 def test_compile_modes(monkeypatch):
