@@ -17,12 +17,8 @@ activation range (no calibration data needed), w_c is the largest weight in colu
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.bert.modeling_bert import eager_attention_forward
 
 INT8_MAX = 127
 # Every variant in benchmarks/results/int8_variants.json moves about 1% of labels, within noise of each other; 0.3
@@ -76,70 +72,21 @@ def smoothing(norm: nn.LayerNorm, linears: list[nn.Linear], alpha: float = ALPHA
     return activation**alpha / weight ** (1 - alpha)
 
 
-class Int8SelfAttention(nn.Module):
-    """BERT self-attention with query, key and value as one int8 GEMM (encoder only: no cache, no cross-attention).
-
-    The three share their input and its smoothing and each output channel keeps its own weight scale, so the fused
-    product equals the three separate ones exactly; one wider GEMM runs faster than three narrow ones.
-    """
-
-    def __init__(self, attention: nn.Module, smooth: torch.Tensor | None = None) -> None:
-        super().__init__()
-        parts = [attention.query, attention.key, attention.value]
-        fused = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts))
-        with torch.no_grad():
-            fused.weight.copy_(torch.cat([p.weight for p in parts]))
-            fused.bias.copy_(torch.cat([p.bias for p in parts]))
-        self.qkv = Int8Linear(fused, smooth)
-        # Read by transformers' attention functions.
-        self.config, self.is_causal, self.scaling = attention.config, False, attention.scaling
-        self.heads, self.head_size = attention.num_attention_heads, attention.attention_head_size
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        cache: object | None = None,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if encoder_hidden_states is not None or cache is not None:
-            raise ValueError("Int8SelfAttention serves encoders only")
-        shape = hidden_states.shape[:-1]
-        qkv = self.qkv(hidden_states).view(*shape, 3, self.heads, self.head_size)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, tokens, head size)
-        attend = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        out, weights = attend(self, query, key, value, attention_mask, dropout=0.0, scaling=self.scaling, **kwargs)
-        return out.reshape(*shape, -1).contiguous(), weights
-
-
-def _count_linear(module: nn.Module) -> int:
-    return sum(type(m) is nn.Linear for m in module.modules())
-
-
-def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA, fuse_qkv: bool = True) -> int:
-    """Make every linear layer of a BERT encoder int8, in place; returns how many were replaced.
-
-    Query, key and value become one `Int8SelfAttention` (three `Int8Linear`s without `fuse_qkv`), every other
-    `nn.Linear` an `Int8Linear`. The layers that read a LayerNorm (query, key and value; the feed-forward input) are
-    smoothed unless `alpha` is None.
-    """
-    before = _count_linear(encoder)
+def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA) -> int:
+    """Replace every `nn.Linear` of a BERT encoder by an `Int8Linear`, in place, smoothing the layers that read a
+    LayerNorm (query, key and value; the feed-forward input) unless `alpha` is None; returns how many were replaced."""
+    smooth: dict[nn.Linear, torch.Tensor] = {}
     norm = encoder.embeddings.LayerNorm
-    for layer in encoder.encoder.layer:
+    for layer in encoder.encoder.layer if alpha is not None else ():
         attention = layer.attention.self
         qkv = [attention.query, attention.key, attention.value]
-        smooth = None if alpha is None else smoothing(norm, qkv, alpha)
-        if fuse_qkv:
-            layer.attention.self = Int8SelfAttention(attention, smooth)
-        else:
-            attention.query, attention.key, attention.value = (Int8Linear(lin, smooth) for lin in qkv)
-        dense = layer.intermediate.dense
-        smooth = None if alpha is None else smoothing(layer.attention.output.LayerNorm, [dense], alpha)
-        layer.intermediate.dense = Int8Linear(dense, smooth)
+        smooth |= dict.fromkeys(qkv, smoothing(norm, qkv, alpha))
+        smooth[layer.intermediate.dense] = smoothing(layer.attention.output.LayerNorm, [layer.intermediate.dense], alpha)
         norm = layer.output.LayerNorm
+    replaced = 0
     for parent in list(encoder.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
-                setattr(parent, name, Int8Linear(child))
-    return before - _count_linear(encoder)
+                setattr(parent, name, Int8Linear(child, smooth.get(child)))
+                replaced += 1
+    return replaced

@@ -4,7 +4,7 @@ from torch import nn
 
 from model.errors import InvalidInputError
 from model.predictor import PairInput, StancePredictor, compiler_found, resolve_compile, resolve_precision
-from model.quant import Int8Linear, Int8SelfAttention, quantize_encoder, smoothing
+from model.quant import Int8Linear, quantize_encoder, smoothing
 
 
 def _linear(seed: int = 0) -> nn.Linear:
@@ -71,29 +71,10 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
     before = encoder(ids, mask).last_hidden_state
     assert quantize_encoder(encoder) == 6 * 2  # query, key, value, attention output, feed-forward in and out
     assert not any(type(m) is nn.Linear for m in encoder.modules())
-    layers = encoder.encoder.layer
-    assert all(isinstance(layer.attention.self, Int8SelfAttention) for layer in layers)
     smoothed = [m for m in encoder.modules() if isinstance(m, Int8Linear) and m.input_scale is not None]
-    assert len(smoothed) == 2 * 2  # fused query/key/value and feed-forward in read a LayerNorm
+    assert len(smoothed) == 4 * 2  # query, key, value and feed-forward in read a LayerNorm
     after = encoder(ids, mask).last_hidden_state
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.999
-
-
-def test_fused_query_key_value_equal_three_separate_layers(tiny_predictor):
-    import copy
-
-    attention = tiny_predictor.network.encoder.encoder.layer[0].attention.self
-    smooth = torch.rand(attention.query.in_features) + 0.5
-    fused = Int8SelfAttention(attention, smooth)
-    x = torch.randn(2, 7, attention.query.in_features)
-    separate = [Int8Linear(lin, smooth)(x) for lin in (attention.query, attention.key, attention.value)]
-    assert torch.allclose(fused.qkv(x), torch.cat(separate, dim=-1), atol=1e-5)
-    # The whole encoder too, fused or not.
-    encoders = [copy.deepcopy(tiny_predictor.network.encoder) for _ in range(2)]
-    assert quantize_encoder(encoders[0]) == quantize_encoder(encoders[1], fuse_qkv=False) == 6 * 2
-    ids = torch.randint(1000, 2000, (2, 9))
-    hidden = [e(ids, torch.ones_like(ids)).last_hidden_state for e in encoders]
-    assert torch.allclose(hidden[0], hidden[1], atol=1e-5)
 
 
 def test_compile_modes(monkeypatch):
@@ -124,17 +105,3 @@ def test_compiled_int8_predictor_matches_eager_and_compiles_once(tiny_model_dir)
     # Batches of one and of other widths reuse the warm-up's graph instead of compiling again.
     assert torch.allclose(eager.stance_probabilities(pairs[:1]), compiled.stance_probabilities(pairs[:1]), atol=1e-4)
     assert counters["stats"]["unique_graphs"] == 1
-
-
-def test_int8_attention_reads_boolean_and_additive_masks_alike(tiny_predictor):
-    import copy
-
-    encoder = copy.deepcopy(tiny_predictor.network.encoder)
-    quantize_encoder(encoder)
-    ids = torch.randint(1000, 2000, (2, 9))
-    mask = torch.ones_like(ids)
-    mask[1, 5:] = 0  # padding: the boolean mask for SDPA, an additive one for eager attention
-    encoder.set_attn_implementation("sdpa")
-    sdpa = encoder(ids, mask).last_hidden_state
-    encoder.set_attn_implementation("eager")
-    assert torch.allclose(sdpa, encoder(ids, mask).last_hidden_state, atol=1e-5)
