@@ -5,7 +5,7 @@ On the same sampled NewsMTSC pairs, in one run:
   as text), batch_size 32, in sample order (no length sorting);
 - the predictor's stance path in fp32, bf16 and int8 (length-sorted batches, dynamic padding), eager, and the default
   path (DEFAULT_PRECISION with DEFAULT_COMPILE: int8 with a compiled encoder where a C++ compiler is found) at
-  several batch sizes, with its compile time;
+  several batch sizes, with its compile time, and compiled, the same path with widths rounded up to PAD_MULTIPLE;
 - a GEMM probe: sustained fp32 matmul and int8 dynamic-quantised Linear rates at the encoder's shapes, and from
   them the best possible pairs/s for this sample's token lengths (the int8 ceiling);
 - stance macro-F1 on devtest_mt per path, and label agreement of each fast path against fp32;
@@ -40,7 +40,15 @@ from synthetic import article
 
 from model import StancePredictor, default_model_path
 from model.encoding import MARKER_TOKENS
-from model.predictor import BATCH_SIZE, DEFAULT_COMPILE, DEFAULT_PRECISION, PairInput, resolve_compile, resolve_precision
+from model.predictor import (
+    BATCH_SIZE,
+    DEFAULT_COMPILE,
+    DEFAULT_PRECISION,
+    PAD_MULTIPLE,
+    PairInput,
+    resolve_compile,
+    resolve_precision,
+)
 from training.data import load_file
 from training.metrics import classification_report
 
@@ -186,6 +194,11 @@ def main() -> None:
     started = time.perf_counter()
     predictors[default_name] = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, DEFAULT_COMPILE)
     load_seconds = time.perf_counter() - started
+    if compiled:
+        # The default path with widths rounded up to PAD_MULTIPLE, as the compiled path padded before session 5.
+        padded = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, DEFAULT_COMPILE)
+        padded.pad_multiple = PAD_MULTIPLE
+        predictors[f"{default_name}_widths_to_{PAD_MULTIPLE}"] = padded
     lengths = [len(e.input_ids) for e in fp32.encode_pairs(pairs)]
 
     ops = [encoder_ops(n, fp32.network.encoder.config) for n in lengths]
@@ -239,6 +252,7 @@ def main() -> None:
             "compile": f"{DEFAULT_COMPILE}: {'on' if compiled else 'off'} here",
             "load_and_compile_s": round(load_seconds, 1),
             "batch_size": BATCH_SIZE,
+            "pad_multiple": predictors[default_name].pad_multiple,
             "pairs_per_s": default,
         },
         "default_vs_naive": round(default / naive, 2),

@@ -5,6 +5,7 @@ of synthetic news sentences (the encoder path only, no spaCy), and the process's
 --warmup calls and at the end. The variants differ in precision, in the multiple that batch widths are rounded up
 to (`StancePredictor.pad_multiple`), and in the capacities of oneDNN's primitive cache
 (ONEDNN_PRIMITIVE_CACHE_CAPACITY) and of torch's ideep cache of matmul descriptors (LRU_CACHE_CAPACITY).
+Compiled int8 variants compile the encoder before their first call.
 Writes --out (default benchmarks/results/memory.json); exits 1 when the default variants grow by more than 10%.
 
     .venv/bin/python benchmarks/memory.py [--calls 400] [--warmup 100] [--out FILE]
@@ -26,27 +27,36 @@ sys.path.append(str(Path(__file__).resolve().parent))
 from load import rss_mb
 from synthetic import sentence
 
-from model.predictor import PAD_MULTIPLE
+from model.predictor import COMPILED_PAD_MULTIPLE, PAD_MULTIPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "memory.json"
-# (name, precision, pad multiple, oneDNN primitive cache capacity, ideep LRU cache capacity). 1, 1024, 1024 is how
-# scoring ran before session 3 (1,024 is each library's own default); PAD_MULTIPLE, 64, 256 is the default now
-# (model.predictor, model/__init__.py).
+# (name, precision, pad multiple, oneDNN primitive cache capacity, ideep LRU cache capacity, compile). 1, 1024, 1024
+# is how scoring ran before session 3 (1,024 is each library's own default); PAD_MULTIPLE, 64, 256 is the eager
+# default now (model.predictor, model/__init__.py); a compiled encoder pads to COMPILED_PAD_MULTIPLE instead.
 VARIANTS = [
-    ("bf16, before", "bf16", 1, 1024, 1024),
-    (f"bf16, widths to {PAD_MULTIPLE}, oneDNN cache 64", "bf16", PAD_MULTIPLE, 64, 1024),
-    (f"bf16, widths to {PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256 (default)", "bf16", PAD_MULTIPLE, 64, 256),
-    ("fp32, before", "fp32", 1, 1024, 1024),
-    (f"fp32, widths to {PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256 (default)", "fp32", PAD_MULTIPLE, 64, 256),
+    ("bf16, before", "bf16", 1, 1024, 1024, "off"),
+    (f"bf16, widths to {PAD_MULTIPLE}, oneDNN cache 64", "bf16", PAD_MULTIPLE, 64, 1024, "off"),
+    (f"bf16, widths to {PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256 (default)", "bf16", PAD_MULTIPLE, 64, 256, "off"),
+    ("fp32, before", "fp32", 1, 1024, 1024, "off"),
+    (f"fp32, widths to {PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256 (default)", "fp32", PAD_MULTIPLE, 64, 256, "off"),
+    (f"int8 compiled, widths to {PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256", "int8", PAD_MULTIPLE, 64, 256, "on"),
+    (
+        f"int8 compiled, widths to {COMPILED_PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256 (default)",
+        "int8",
+        COMPILED_PAD_MULTIPLE,
+        64,
+        256,
+        "on",
+    ),
 ]
 
 
-def child(precision: str, multiple: int, calls: int, warmup: int, seed: int) -> dict:
+def child(precision: str, multiple: int, compile_mode: str, calls: int, warmup: int, seed: int) -> dict:
     from model import StancePredictor, default_model_path
     from model.predictor import PairInput
 
-    predictor = StancePredictor.load(default_model_path(), precision=precision)
+    predictor = StancePredictor.load(default_model_path(), precision=precision, compile=compile_mode)
     predictor.pad_multiple = multiple
     rng = random.Random(seed)
     batches = []
@@ -78,18 +88,20 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--child", nargs=2, metavar=("PRECISION", "MULTIPLE"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("PRECISION", "MULTIPLE", "COMPILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.calls, args.warmup, args.seed)))
+        precision, multiple, compile_mode = args.child
+        print(json.dumps(child(precision, int(multiple), compile_mode, args.calls, args.warmup, args.seed)))
         return 0
     results = []
-    for name, precision, multiple, capacity, lru in VARIANTS:
+    for name, precision, multiple, capacity, lru, compile_mode in VARIANTS:
         env = dict(os.environ, ONEDNN_PRIMITIVE_CACHE_CAPACITY=str(capacity), LRU_CACHE_CAPACITY=str(lru))
-        argv = [sys.executable, __file__, "--child", precision, str(multiple), "--calls", str(args.calls)]
+        argv = [sys.executable, __file__, "--child", precision, str(multiple), compile_mode, "--calls", str(args.calls)]
         argv += ["--warmup", str(args.warmup), "--seed", str(args.seed)]
         out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, cwd=ROOT).stdout
-        row = {"variant": name, "precision": precision, "pad_multiple": multiple, "onednn_primitive_cache": capacity}
+        row = {"variant": name, "precision": precision, "compile": compile_mode, "pad_multiple": multiple}
+        row["onednn_primitive_cache"] = capacity
         row["ideep_lru_cache"] = lru
         results.append(row | json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)

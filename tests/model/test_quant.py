@@ -3,7 +3,15 @@ import torch
 from torch import nn
 
 from model.errors import InvalidInputError
-from model.predictor import PairInput, StancePredictor, compiler_found, resolve_compile, resolve_precision
+from model.predictor import (
+    COMPILED_PAD_MULTIPLE,
+    PAD_MULTIPLE,
+    PairInput,
+    StancePredictor,
+    compiler_found,
+    resolve_compile,
+    resolve_precision,
+)
 from model.quant import Int8Linear, quantize_encoder, smoothing
 
 
@@ -98,6 +106,8 @@ def test_compiled_int8_predictor_matches_eager_and_compiles_once(tiny_model_dir)
     counters.clear()
     compiled = StancePredictor.load(tiny_model_dir, precision="auto", compile="on")
     assert compiled.compiled and compiled.precision == "int8" and not eager.compiled
+    # The compiled path pads to each batch's longest item, the eager path to a multiple of 8 (PAD_MULTIPLE).
+    assert (compiled.pad_multiple, eager.pad_multiple) == (COMPILED_PAD_MULTIPLE, PAD_MULTIPLE) == (1, 8)
     pairs = [PairInput(f"Acme Corp hired {i} people and Trump praised it.", "Acme Corp", ((0, 9),)) for i in range(20)]
     texts = ["Trump praised it.", "A much longer sentence about Acme Corp, its workers and its many new plants."]
     assert torch.allclose(eager.stance_probabilities(pairs), compiled.stance_probabilities(pairs), atol=1e-4)
