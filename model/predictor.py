@@ -46,8 +46,9 @@ DEFAULT_COMPILE = "auto"
 # kernel caches of oneDNN and ideep (capped in model/__init__.py), which let a server's memory grow
 # (benchmarks/PROFILE.md). On short NewsMTSC pairs 8 cost 2% and 16 cost 13% (benchmarks/results/padding.json).
 PAD_MULTIPLE = 8
-# The compiled encoder runs one graph for every width, so it pads to the batch's longest pair only; the kernel caches
-# stay capped as above. Faster than widths to 8 (benchmarks/results/inference.json, benchmarks/results/memory.json).
+# The compiled encoder runs one graph for every width, so it pads to the batch's longest pair only: 425.0 pairs/s
+# against 408.5 with widths to 8 (benchmarks/results/padding_compiled.json). Its memory stays flat under varied
+# shapes (benchmarks/results/memory.json); the kernel caches are capped as above.
 COMPILED_PAD_MULTIPLE = 1
 # Pairs per scoring batch. The compiled int8 path scored 455.9 pairs/s at 32, 409.3 at 64 and 334.2 at 128
 # (benchmarks/results/inference.json; two earlier runs agreed); bf16 was level between 32 and 64 in session 3.
