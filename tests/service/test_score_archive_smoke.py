@@ -1,4 +1,5 @@
-"""benchmarks/score_archive.py's two modes on a two-article archive: both load the predictor as `stance score` does."""
+"""benchmarks/score_archive.py's two modes on a two-article archive: both load the predictor as `stance score` does,
+and so does its load-only timing."""
 
 import importlib.util
 import sys
@@ -21,3 +22,4 @@ def test_score_and_naive_modes_score_the_same_pairs(tmp_path, monkeypatch):
     _, documents, pairs = module.score(archive, tmp_path / "scored", 64, "off")
     assert documents == 2 and pairs > 0
     assert module.naive(archive, tmp_path / "naive.jsonl", "off")[1:] == (documents, pairs)
+    assert module.load_only("off") > 0
