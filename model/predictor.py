@@ -50,8 +50,9 @@ PAD_MULTIPLE = 8
 # against 408.5 with widths to 8 (benchmarks/results/padding_compiled.json). Its memory stays flat under varied
 # shapes (benchmarks/results/memory.json); the kernel caches are capped as above.
 COMPILED_PAD_MULTIPLE = 1
-# Pairs per scoring batch. The compiled int8 path scored 455.9 pairs/s at 32, 409.3 at 64 and 334.2 at 128
-# (benchmarks/results/inference.json; two earlier runs agreed); bf16 was level between 32 and 64 in session 3.
+# Pairs per scoring batch. Session 4's run of benchmarks/inference.py scored the compiled int8 path at 455.9 pairs/s
+# at 32, 409.3 at 64 and 334.2 at 128 (two earlier runs agreed); session 5's (results/inference.json) at 391.3,
+# 405.1 and 345.5, 32 and 64 within noise. bf16 was level between 32 and 64 in session 3.
 BATCH_SIZE = 32
 PRECISION_HELP = (
     "auto: int8 when the encoder is compiled, else bf16 where the CPU supports it, else fp32; fp32: exact; "
