@@ -183,6 +183,7 @@ def train(
         len(stance_order),
         lambda inputs, gold: stance_loss(net.stance_logits(**inputs), gold),
     )
+    stance_lengths = [len(stance.items[i].input_ids) for i in stance_order]
     sentiment = _Task(
         predictor.encode_sentences([e.text for e in train_data.sentiment]),
         [sentiment_labels.index(e.label) for e in train_data.sentiment],
@@ -219,9 +220,8 @@ def train(
     step, started = 0, time.monotonic()
     for epoch in range(1, config.epochs + 1):
         net.train()
-        lengths = [len(stance.items[i].input_ids) for i in stance_order]
         jobs: list[tuple[str, list[int]]] = [
-            ("stance", [stance_order[j] for j in b]) for b in grouped_batches(lengths, config.batch_size, rng)
+            ("stance", [stance_order[j] for j in b]) for b in grouped_batches(stance_lengths, config.batch_size, rng)
         ]
         for head, task in tasks.items():
             if head != "stance" and task.per_epoch:
