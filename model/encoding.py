@@ -9,12 +9,9 @@ import torch
 
 from model.errors import InvalidInputError
 
-# markers: the actor's mentions between two marker tokens. pair: the actor's name as a second segment.
-# markers+pair: both. markers+others: the actor marked, and the sentence's other actors between a second pair.
-INPUT_FORMATS = ("markers", "pair", "markers+pair", "markers+others")
-# Entity markers reuse BERT's unused vocabulary rows, so the vocabulary never grows.
+INPUT_FORMATS = ("markers", "pair", "markers+pair")
+# Entity markers reuse two of BERT's unused vocabulary rows, so the vocabulary never grows.
 MARKER_TOKENS = ("[unused0]", "[unused1]")
-OTHER_MARKER_TOKENS = ("[unused2]", "[unused3]")
 # Tokenised sentences kept for reuse (several actors per sentence, repeated sentences). Each costs a few kB of
 # Python objects, so the cache stays small: a serving process sees mostly new text.
 CACHE_ENTRIES = 4096
@@ -53,7 +50,6 @@ class PairEncoder:
         self.sep_id = tokenizer.sep_token_id
         self.pad_id = tokenizer.pad_token_id
         self.marker_ids = tuple(tokenizer.convert_tokens_to_ids(t) for t in MARKER_TOKENS)
-        self.other_marker_ids = tuple(tokenizer.convert_tokens_to_ids(t) for t in OTHER_MARKER_TOKENS)
         self._cache: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
 
     def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -67,16 +63,6 @@ class PairEncoder:
             self._cache[text] = hit
         return hit
 
-    @property
-    def marks_others(self) -> bool:
-        """Whether pairs mark the sentence's other actors too."""
-        return self.input_format == "markers+others"
-
-    @property
-    def marker_rows(self) -> list[int]:
-        """The vocabulary rows this format's markers use (the only word embeddings fine-tuning changes)."""
-        return [*self.marker_ids, *(self.other_marker_ids if self.marks_others else ())]
-
     def clear_cache(self) -> None:
         self._cache.clear()
 
@@ -87,12 +73,7 @@ class PairEncoder:
         return Encoded([self.cls_id, *ids, self.sep_id], [0] * (len(ids) + 2), [])
 
     def encode_pair(
-        self,
-        text: str,
-        actor: str,
-        mentions: Sequence[tuple[int, int]],
-        other: Sequence[tuple[int, int]] = (),
-        other_actors: Sequence[tuple[int, int]] = (),
+        self, text: str, actor: str, mentions: Sequence[tuple[int, int]], other: Sequence[tuple[int, int]] = ()
     ) -> Encoded:
         """Encode `text` with `mentions` (character spans) of `actor` marked.
 
@@ -100,17 +81,14 @@ class PairEncoder:
         With no mentions (an implicit target) the actor is still scored: in the pair
         formats through the second segment, in the markers format on the sentence alone.
         `other` are character spans of a second actor whose token positions are returned unmarked.
-        `other_actors` are the character spans of the sentence's other actors, marked in the markers+others format.
         """
         ids, offsets = self.tokenize(text)
         spans = _token_spans(offsets, mentions) if self.input_format != "pair" else []
-        around = _token_spans(offsets, other_actors) if self.marks_others else []
-        around = [(a, b) for a, b in around if not any(a <= y and x <= b for x, y in spans)]
         other_tokens = {i for a, b in _token_spans(offsets, other) for i in range(a, b + 1)}
         actor_ids: list[int] = []
-        if self.input_format in ("pair", "markers+pair"):
+        if self.input_format != "markers":
             actor_ids = self.tokenize(actor)[0][:16]
-        budget = self.max_length - 2 - (len(actor_ids) + 1 if actor_ids else 0) - 2 * (len(spans) + len(around))
+        budget = self.max_length - 2 - (len(actor_ids) + 1 if actor_ids else 0) - 2 * len(spans)
         lo, hi = _window(len(ids), spans, budget)
         start_id, end_id = self.marker_ids
         out = [self.cls_id]
@@ -118,21 +96,15 @@ class PairEncoder:
         positions: list[int] = []
         starts = {s for s, _ in spans}
         ends = {e for _, e in spans}
-        around_starts = {s for s, _ in around}
-        around_ends = {e for _, e in around}
         for i in range(lo, hi):
             if i in starts:
                 focus.append(len(out))
                 out.append(start_id)
-            if i in around_starts:
-                out.append(self.other_marker_ids[0])
             if i in other_tokens:
                 positions.append(len(out))
             out.append(ids[i])
             if i in ends:
                 out.append(end_id)
-            if i in around_ends:
-                out.append(self.other_marker_ids[1])
         out.append(self.sep_id)
         types = [0] * len(out)
         if actor_ids:

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 
 from model import io
 from model.actors import Actor, ActorFinder, ActorSpec
-from model.encoding import MARKER_TOKENS, OTHER_MARKER_TOKENS, Encoded, PairEncoder, collate, length_sorted_batches
+from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_sorted_batches
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.network import StanceNetwork, relation_head
@@ -151,15 +151,11 @@ class DocumentInput:
 
 @dataclass(frozen=True)
 class PairInput:
-    """One sentence and one actor to score; `mentions` are character spans in `text` (may be empty).
-
-    `other_actors` are the spans of the sentence's other actors, which the markers+others format marks.
-    """
+    """One sentence and one actor to score; `mentions` are character spans in `text` (may be empty)."""
 
     text: str
     actor: str
     mentions: tuple[tuple[int, int], ...] = ()
-    other_actors: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,13 +202,12 @@ class StancePredictor:
         tokenizer,
         config: ModelConfig,
     ) -> StancePredictor:
-        """A predictor with fresh heads on `encoder`; marker rows start as copies of '[' and ']' (the other actors'
-        markers, of '<' and '>')."""
+        """A predictor with fresh heads on `encoder`; marker rows start as copies of '[' and ']'."""
         config.encoder = encoder.config.to_diff_dict()
         network = _network(encoder, config)
         emb = encoder.embeddings.word_embeddings.weight
         with torch.no_grad():
-            for marker, like in zip((*MARKER_TOKENS, *OTHER_MARKER_TOKENS), ("[", "]", "<", ">"), strict=True):
+            for marker, like in zip(MARKER_TOKENS, ("[", "]"), strict=True):
                 emb[tokenizer.convert_tokens_to_ids(marker)] = emb[tokenizer.convert_tokens_to_ids(like)]
         return cls(network, tokenizer, config)
 
@@ -234,7 +229,7 @@ class StancePredictor:
 
     @property
     def marker_rows(self) -> list[int]:
-        return self.encoder.marker_rows
+        return list(self.encoder.marker_ids)
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Write the model folder atomically. `extra` maps file names to JSON-able data or text."""
@@ -354,7 +349,7 @@ class StancePredictor:
 
     # ----- scoring ------------------------------------------------------------------
     def encode_pairs(self, pairs: Sequence[PairInput]) -> list[Encoded]:
-        return [self.encoder.encode_pair(p.text, p.actor, p.mentions, other_actors=p.other_actors) for p in pairs]
+        return [self.encoder.encode_pair(p.text, p.actor, p.mentions) for p in pairs]
 
     def encode_sentences(self, texts: Sequence[str]) -> list[Encoded]:
         return [self.encoder.encode_sentence(t) for t in texts]
@@ -400,11 +395,8 @@ class StancePredictor:
         self.config.temperature["relation"] = 1.0
 
     def encode_relations(self, relations: Sequence[RelationInput]) -> list[Encoded]:
-        """The target marked, the holder's tokens located (and marked as another actor in the markers+others
-        format), as in the target's stance pass."""
-        return [
-            self.encoder.encode_pair(r.text, r.target, r.target_mentions, r.holder_mentions, r.holder_mentions) for r in relations
-        ]
+        """The target marked, the holder's tokens located, as in the target's stance pass."""
+        return [self.encoder.encode_pair(r.text, r.target, r.target_mentions, r.holder_mentions) for r in relations]
 
     @torch.inference_mode()
     def relation_features(self, relations: Sequence[RelationInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
@@ -485,20 +477,15 @@ class StancePredictor:
         pairs: list[tuple[int, Actor, PairInput]] = []
         relations: list[tuple[int, RelationInput]] | None = [] if doc.relations else None
         for sentence in sentences:
-            spans_of = {
-                id(actor): tuple(
+            mentioned: list[tuple[Actor, tuple[tuple[int, int], ...]]] = []
+            for actor in found:
+                spans = tuple(
                     (m.start - sentence.start, m.end - sentence.start) for m in actor.mentions if m.sentence == sentence.index
                 )
-                for actor in found
-            }
-            mentioned = [(actor, spans_of[id(actor)]) for actor in found if spans_of[id(actor)]]
-            for actor in found:
-                spans = spans_of[id(actor)]
                 if spans or (single and actor.explicit):
-                    others: tuple[tuple[int, int], ...] = ()
-                    if self.encoder.marks_others:
-                        others = tuple(sorted(s for a, ss in mentioned if a is not actor for s in ss))
-                    pairs.append((sentence.index, actor, PairInput(sentence.text, actor.name, spans, others)))
+                    pairs.append((sentence.index, actor, PairInput(sentence.text, actor.name, spans)))
+                if spans:
+                    mentioned.append((actor, spans))
             if relations is not None:
                 for holder, holder_spans in mentioned:
                     for target, target_spans in mentioned:

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.encoding import INPUT_FORMATS
 from model.errors import DataFormatError, InvalidInputError, ModelLoadError, StanceError
 from model.predictor import COMPILE_HELP, COMPILE_MODES, DEFAULT_COMPILE, DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
 
@@ -309,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--input-format", default="markers", choices=INPUT_FORMATS)
+    p.add_argument("--input-format", default="markers", choices=["markers", "pair", "markers+pair"])
     p.add_argument(
         "--stance-pooling",
         default="sentence+actor",

@@ -10,7 +10,7 @@ import json
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,28 +123,10 @@ def load_file(
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt == "newsmtsc":
-        data = load_newsmtsc(path)
-    elif fmt == "directed":
-        data = load_directed(path)
-    else:
-        data = load_labelled(path, _BUILDERS[fmt], label_map, skip_invalid)
-    data.stance = link_other_actors(data.stance)
-    return data
-
-
-def link_other_actors(examples: Sequence[StanceExample]) -> list[StanceExample]:
-    """Give each stance example the mention spans of the other actors labelled in the same sentence.
-
-    Only the markers+others input format reads them; the others ignore them.
-    """
-    spans: dict[str, dict[str, set[tuple[int, int]]]] = {}
-    for e in examples:
-        spans.setdefault(e.pair.text, {}).setdefault(e.pair.actor, set()).update(e.pair.mentions)
-    out = []
-    for e in examples:
-        others = {s for actor, ss in spans[e.pair.text].items() if actor != e.pair.actor for s in ss}
-        out.append(replace(e, pair=replace(e.pair, other_actors=tuple(sorted(others - set(e.pair.mentions))))))
-    return out
+        return load_newsmtsc(path)
+    if fmt == "directed":
+        return load_directed(path)
+    return load_labelled(path, _BUILDERS[fmt], label_map, skip_invalid)
 
 
 def load_newsmtsc(path: Path) -> LabelledData:

@@ -127,34 +127,3 @@ def test_padding_to_a_multiple_leaves_scores_unchanged(tiny_predictor):
         assert torch.allclose(tiny_predictor.stance_probabilities(pairs), padded, atol=1e-5)
     finally:
         tiny_predictor.pad_multiple = PAD_MULTIPLE
-
-
-def test_markers_plus_others_marks_the_other_actors_with_a_second_pair(tokenizer):
-    enc = PairEncoder(tokenizer, "markers+others", 64)
-    text = "Trump praised Acme and Biden."
-    # Biden's span overlapping Acme's is dropped: the actor's own markers win.
-    out = enc.encode_pair(text, "Acme", [(14, 18)], other_actors=[(0, 5), (16, 18), (23, 28)])
-    toks = tokens(tokenizer, out.input_ids)
-    assert toks == [
-        "[CLS]",
-        "[unused2]",
-        "trump",
-        "[unused3]",
-        "praised",
-        "[unused0]",
-        "ac",
-        "##me",
-        "[unused1]",
-        "and",
-        "[unused2]",
-        "bid",
-        "##en",
-        "[unused3]",
-        ".",
-        "[SEP]",
-    ]
-    assert [toks[i] for i in out.focus] == ["[unused0]"]
-    assert enc.marker_rows == tokenizer.convert_tokens_to_ids(["[unused0]", "[unused1]", "[unused2]", "[unused3]"])
-    plain = PairEncoder(tokenizer, "markers", 64)
-    assert plain.encode_pair(text, "Acme", [(14, 18)], other_actors=[(0, 5)]) == plain.encode_pair(text, "Acme", [(14, 18)])
-    assert plain.marker_rows == tokenizer.convert_tokens_to_ids(["[unused0]", "[unused1]"])

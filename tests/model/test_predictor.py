@@ -6,7 +6,7 @@ import torch
 from model.actors import ActorSpec
 from model.errors import InvalidInputError, ModelLoadError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS, label_index
-from model.predictor import DocumentInput, PairInput, StancePredictor
+from model.predictor import PairInput, StancePredictor
 
 ARTICLE = "Donald Trump praised Acme Corp on Monday.\nTrump later criticised Russia. The weather was fine."
 
@@ -139,19 +139,3 @@ def test_device_choice(tiny_model_dir):
         resolve_device("tpu")
     with pytest.raises(InvalidInputError, match=r"^device 'cuda:99' is not available on this machine \(no CUDA GPU found\)$"):
         resolve_device("cuda:99")
-
-
-def test_markers_plus_others_marks_each_pairs_other_actors_and_round_trips(tmp_path):
-    from conftest import build_tiny_predictor
-
-    predictor = build_tiny_predictor("markers+others")
-    text = "Trump praised Acme Corp. Acme Corp thanked him."
-    plan = predictor._plan(DocumentInput(text, (ActorSpec("Trump"), ActorSpec("Acme Corp")), detect_actors=False))
-    others = {(index, actor.name): pair.other_actors for index, actor, pair in plan.pairs}
-    assert others == {(0, "Trump"): ((14, 23),), (0, "Acme Corp"): ((0, 5),), (1, "Acme Corp"): ()}
-    plain = build_tiny_predictor()._plan(DocumentInput(text, (ActorSpec("Trump"), ActorSpec("Acme Corp")), detect_actors=False))
-    assert {pair.other_actors for _, _, pair in plain.pairs} == {()}
-    predictor.save(tmp_path / "others")
-    loaded = StancePredictor.load(tmp_path / "others")
-    pairs = [pair for _, _, pair in plan.pairs]
-    assert torch.allclose(loaded.stance_logits(pairs), predictor.stance_logits(pairs), atol=1e-2)

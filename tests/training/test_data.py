@@ -104,23 +104,3 @@ def test_directed_sentiment_rows_become_stance_toward_the_receiving_entity(tmp_p
     bad = write(tmp_path, "bad.txt", "only\ttwo\n")
     with pytest.raises(DataFormatError, match=r"bad\.txt:1: expected 4 tab-separated fields, found 2"):
         load_file(bad)
-
-
-def test_each_stance_row_knows_the_other_actors_of_its_sentence(tmp_path):
-    path = write(
-        tmp_path,
-        "rows.jsonl",
-        '{"text": "Trump praised Acme and Biden.", "actor": "Acme", "stance": "support"}\n'
-        '{"text": "Trump praised Acme and Biden.", "actor": "Biden", "stance": "neutral"}\n'
-        '{"text": "Trump praised Acme and Biden.", "actor": "Trump", "stance": "neutral", "start": 0, "end": 5}\n'
-        '{"text": "Acme fell.", "actor": "Acme", "stance": "neutral"}\n',
-    )
-    data = load_file(path)
-    assert [e.pair.other_actors for e in data.stance] == [((0, 5), (23, 28)), ((0, 5), (14, 18)), ((14, 18), (23, 28)), ()]
-
-
-def test_newsmtsc_rows_know_the_other_targets(shared_data):
-    data = load_file(shared_data / "newsmtsc" / "devtest_mt.jsonl")
-    first = data.stance[0]
-    assert first.pair.actor == "Hillary Clinton’s" and first.pair.other_actors == ((51, 56),)
-    assert sum(bool(e.pair.other_actors) for e in data.stance) == 1470
