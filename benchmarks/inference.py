@@ -4,8 +4,9 @@ On the same sampled NewsMTSC pairs, in one run:
 - naive: `transformers.pipeline("text-classification")` on the same fp32 encoder weights (the markers inserted
   as text), batch_size 32, in sample order (no length sorting);
 - the predictor's stance path in fp32, bf16 and int8 (length-sorted batches, dynamic padding), eager, and the default
-  path (DEFAULT_PRECISION with DEFAULT_COMPILE: int8 with a compiled encoder where a C++ compiler is found) at
-  several batch sizes, with its compile time, and compiled, the same path with widths rounded up to PAD_MULTIPLE;
+  path (DEFAULT_PRECISION with DEFAULT_COMPILE: int8 with a compiled encoder where a C++ compiler is found) with
+  its compile time, and compiled, the same path with widths rounded up to PAD_MULTIPLE and with batches of
+  BATCH_SIZE pairs instead of its token budget (benchmarks/batching.py compares budgets);
 - a GEMM probe: sustained fp32 matmul and int8 dynamic-quantised Linear rates at the encoder's shapes, and from
   them the best possible pairs/s for this sample's token lengths (the int8 ceiling);
 - stance macro-F1 on devtest_mt per path, and label agreement of each fast path against fp32;
@@ -177,7 +178,6 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-sizes", default="64,32,128", help="compared on the default path, in this order")
     parser.add_argument("--starts", type=int, default=3, help="server starts per precision for cold start and RSS")
     parser.add_argument("--out", type=Path, default=RESULTS / "inference.json")
     args = parser.parse_args()
@@ -199,6 +199,10 @@ def main() -> None:
         padded = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, DEFAULT_COMPILE)
         padded.pad_multiple = PAD_MULTIPLE
         predictors[f"{default_name}_widths_to_{PAD_MULTIPLE}"] = padded
+        # The default path with batches of BATCH_SIZE pairs instead of COMPILED_BATCH_TOKENS tokens, as before session 6.
+        counted = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, DEFAULT_COMPILE)
+        counted.batch_size, counted.batch_tokens = BATCH_SIZE, None
+        predictors[f"{default_name}_{BATCH_SIZE}_pair_batches"] = counted
     lengths = [len(e.input_ids) for e in fp32.encode_pairs(pairs)]
 
     ops = [encoder_ops(n, fp32.network.encoder.config) for n in lengths]
@@ -218,15 +222,12 @@ def main() -> None:
         texts = [marked_text(p) for p in pairs]
         naive = len(pairs) / timed(lambda: classify(texts), args.repeats)
 
-    paths: dict[str, dict[str, float]] = {}
-    for name, predictor in predictors.items():
-        # Batch sizes are compared on the default path; the other paths run at the chosen BATCH_SIZE.
-        sizes = map(int, args.batch_sizes.split(",")) if name == default_name else [BATCH_SIZE]
-        paths[name] = {
-            str(size): round(len(pairs) / timed(lambda p=predictor, s=size: p.stance_probabilities(pairs, s), args.repeats), 1)
-            for size in sizes
-        }
-    default = paths[default_name][str(BATCH_SIZE)]
+    # Each path with its own batches: BATCH_SIZE pairs eagerly, up to COMPILED_BATCH_TOKENS tokens compiled.
+    paths = {
+        name: round(len(pairs) / timed(lambda p=predictor: p.stance_probabilities(pairs), args.repeats), 1)
+        for name, predictor in predictors.items()
+    }
+    default = paths[default_name]
 
     labels = {name: p.stance_probabilities(pairs).argmax(-1) for name, p in predictors.items()}
     agree = {name: round((labels[name] == labels["fp32"]).float().mean().item(), 4) for name in predictors if name != "fp32"}
@@ -245,13 +246,14 @@ def main() -> None:
         "ceiling": ceiling,
         "pairs_per_s": {
             "naive_pipeline_fp32_bs32_unsorted": round(naive, 1),
-            **{f"{k}_by_batch_size": v for k, v in paths.items()},
+            **paths,
         },
         "default_path": {
             "precision": f"{DEFAULT_PRECISION}: {default_precision} here",
             "compile": f"{DEFAULT_COMPILE}: {'on' if compiled else 'off'} here",
             "load_and_compile_s": round(load_seconds, 1),
-            "batch_size": BATCH_SIZE,
+            "batch_size": predictors[default_name].batch_size,
+            "batch_tokens": predictors[default_name].batch_tokens,
             "pad_multiple": predictors[default_name].pad_multiple,
             "pairs_per_s": default,
         },

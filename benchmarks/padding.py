@@ -1,8 +1,8 @@
 """What padding batch widths to a multiple costs: the `auto` stance path on NewsMTSC pairs, per multiple.
 
 The same 2,000 pairs as benchmarks/inference.py, scored in one call per multiple (1: exact widths), each the median
-of --repeats timed runs in one process, multiples interleaved. Eager (bf16 here) by default; `--compile on`
-compiles the encoder (int8 here). Writes benchmarks/results/padding.json (padding_compiled.json when compiled).
+of --repeats timed runs in one process, multiples timed in turns (benchmarks/ab.py). Eager (bf16 here) by default;
+`--compile on` compiles the encoder (int8 here). Writes benchmarks/results/padding.json (padding_compiled.json when compiled).
 
     .venv/bin/python benchmarks/padding.py [--repeats 3] [--compile on]
 """
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ab import alternate
 from inference import sample_pairs
 
 from model import StancePredictor, default_model_path
@@ -35,19 +34,20 @@ def main() -> int:
     pairs = sample_pairs(args.pairs, 0)
     predictor = StancePredictor.load(default_model_path(), precision="auto", compile=args.compile)
     predictor.stance_logits(pairs)  # warm-up: tokenisation cache and kernels
-    rates: dict[int, list[float]] = {m: [] for m in MULTIPLES}
-    for _ in range(args.repeats):
-        for multiple in MULTIPLES:
+
+    def use(multiple: int):
+        def set_up() -> None:
             predictor.pad_multiple = multiple
-            start = time.perf_counter()
-            predictor.stance_logits(pairs)
-            rates[multiple].append(len(pairs) / (time.perf_counter() - start))
+
+        return set_up
+
+    rates = alternate({str(m): use(m) for m in MULTIPLES}, lambda: predictor.stance_logits(pairs), len(pairs), args.repeats)
     result = {
         "pairs": len(pairs),
         "precision": predictor.precision,
         "compiled": predictor.compiled,
-        "pairs_per_s_median": {str(m): round(statistics.median(r), 1) for m, r in rates.items()},
-        "pairs_per_s_runs": {str(m): [round(x, 1) for x in r] for m, r in rates.items()},
+        "pairs_per_s_median": {m: r["median"] for m, r in rates.items()},
+        "pairs_per_s_runs": {m: r["runs"] for m, r in rates.items()},
     }
     out = OUT.with_name("padding_compiled.json") if predictor.compiled else OUT
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

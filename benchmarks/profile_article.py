@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import article
 
 from model import StancePredictor, default_model_path
-from model.predictor import BATCH_SIZE, COMPILE_MODES, DEFAULT_PRECISION, PRECISIONS, DocumentInput
+from model.predictor import COMPILE_MODES, DEFAULT_PRECISION, PRECISIONS, DocumentInput
 from model.text import split_sentences
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,8 +49,8 @@ def stages(predictor: StancePredictor, text: str) -> dict[str, float]:
     # The encoder memoises tokenisation, and the profiled loop has seen these texts: start each timing cold.
     predictor.encoder.clear_cache()
     items = clock("tokenise", lambda: (predictor.encode_pairs(pairs), predictor.encode_sentences(texts)))
-    clock("encoder_stance", lambda: predictor._logits(items[0], "stance", BATCH_SIZE))
-    clock("encoder_sentiment", lambda: predictor._logits(items[1], "sentiment", BATCH_SIZE))
+    clock("encoder_stance", lambda: predictor._logits(items[0], "stance", None))
+    clock("encoder_sentiment", lambda: predictor._logits(items[1], "sentiment", None))
     predictor.encoder.clear_cache()
     clock("whole_predict", lambda: predictor.predict(text))
     times["pairs"], times["sentences_n"] = len(pairs), len(texts)

@@ -172,7 +172,17 @@ def collate(items: Sequence[Encoded], pad_id: int, with_other: bool = False, mul
     return batch
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, longest first."""
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first.
+
+    A batch holds at most `batch_size` items and, with `max_tokens`, at most that many tokens once padded to its
+    longest item (always at least one item).
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        size = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // max(1, lengths[order[start]])))
+        batches.append(order[start : start + size])
+        start += size
+    return batches

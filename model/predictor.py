@@ -50,10 +50,14 @@ PAD_MULTIPLE = 8
 # against 408.5 with widths to 8 (benchmarks/results/padding_compiled.json). Its memory stays flat under varied
 # shapes (benchmarks/results/memory.json); the kernel caches are capped as above.
 COMPILED_PAD_MULTIPLE = 1
-# Pairs per scoring batch. Session 4's run of benchmarks/inference.py scored the compiled int8 path at 455.9 pairs/s
-# at 32, 409.3 at 64 and 334.2 at 128 (two earlier runs agreed); session 5's (results/inference.json) at 391.3,
-# 405.1 and 345.5, 32 and 64 within noise. bf16 was level between 32 and 64 in session 3.
+# Pairs per scoring batch on the eager paths. bf16 was level between 32 and 64 in session 3, and ahead of batches
+# cut by token count in session 6 (benchmarks/results/batching.json).
 BATCH_SIZE = 32
+# The compiled path cuts batches by token count instead: at most COMPILED_BATCH_TOKENS tokens (padded) and
+# COMPILED_BATCH_SIZE pairs. Fixed counts of 32, 64 and 128 pairs made batches of long pairs too large for the
+# caches and batches of short pairs too small (benchmarks/results/batching_compiled.json).
+COMPILED_BATCH_SIZE = 256
+COMPILED_BATCH_TOKENS = 1536
 PRECISION_HELP = (
     "auto: int8 when the encoder is compiled, else bf16 where the CPU supports it, else fp32; fp32: exact; "
     "bf16; int8: int8 linear layers"
@@ -191,6 +195,9 @@ class StancePredictor:
         self.precision = "fp32"
         self.device = torch.device("cpu")
         self.pad_multiple = PAD_MULTIPLE
+        # The default scoring batch: at most batch_size pairs and, where set, batch_tokens tokens.
+        self.batch_size = BATCH_SIZE
+        self.batch_tokens: int | None = None
         # off, compiling, compiled or failed (see compile()).
         self.compile_status = "off"
 
@@ -296,6 +303,7 @@ class StancePredictor:
             raise
         self.network.compiled_encoder = compiled
         self.pad_multiple = COMPILED_PAD_MULTIPLE
+        self.batch_size, self.batch_tokens = COMPILED_BATCH_SIZE, COMPILED_BATCH_TOKENS
         self.compile_status = "compiled"
 
     @property
@@ -354,13 +362,17 @@ class StancePredictor:
     def encode_sentences(self, texts: Sequence[str]) -> list[Encoded]:
         return [self.encoder.encode_sentence(t) for t in texts]
 
+    def _batches(self, items: Sequence[Encoded], batch_size: int | None) -> list[list[int]]:
+        """Length-sorted batches: at most `batch_size` pairs (default: the path's own), and `batch_tokens` tokens."""
+        return length_sorted_batches([len(e.input_ids) for e in items], batch_size or self.batch_size, self.batch_tokens)
+
     @torch.inference_mode()
-    def _logits(self, items: Sequence[Encoded], head: str, batch_size: int) -> torch.Tensor:
+    def _logits(self, items: Sequence[Encoded], head: str, batch_size: int | None) -> torch.Tensor:
         n_labels = len(self.config.stance_labels if head == "stance" else self.config.sentiment_labels)
         out = torch.empty((len(items), n_labels))
         forward = self.network.stance_logits if head == "stance" else self.network.sentiment_logits
         with self._autocast():
-            for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
+            for batch in self._batches(items, batch_size):
                 out[batch] = self._run(forward, [items[i] for i in batch])
         return out
 
@@ -373,15 +385,15 @@ class StancePredictor:
             items = items * 2
         return forward(**self.to_batch(items, with_other)).float().cpu()[:rows]
 
-    def stance_logits(self, pairs: Sequence[PairInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    def stance_logits(self, pairs: Sequence[PairInput], batch_size: int | None = None) -> torch.Tensor:
         """Raw stance logits, one row per pair (no temperature)."""
         return self._logits(self.encode_pairs(pairs), "stance", batch_size)
 
-    def sentiment_logits(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    def sentiment_logits(self, texts: Sequence[str], batch_size: int | None = None) -> torch.Tensor:
         """Raw sentiment logits, one row per sentence (no temperature)."""
         return self._logits(self.encode_sentences(texts), "sentiment", batch_size)
 
-    def stance_probabilities(self, pairs: Sequence[PairInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    def stance_probabilities(self, pairs: Sequence[PairInput], batch_size: int | None = None) -> torch.Tensor:
         """Calibrated stance probabilities in `config.stance_labels` order."""
         if not pairs:
             return torch.empty((0, len(self.config.stance_labels)))
@@ -399,15 +411,15 @@ class StancePredictor:
         return [self.encoder.encode_pair(r.text, r.target, r.target_mentions, r.holder_mentions) for r in relations]
 
     @torch.inference_mode()
-    def relation_features(self, relations: Sequence[RelationInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    def relation_features(self, relations: Sequence[RelationInput], batch_size: int | None = None) -> torch.Tensor:
         items = self.encode_relations(relations)
         out = torch.empty((len(items), 3 * self.network.encoder.config.hidden_size))
         with self._autocast():
-            for batch in length_sorted_batches([len(e.input_ids) for e in items], batch_size):
+            for batch in self._batches(items, batch_size):
                 out[batch] = self._run(self.network.relation_features, [items[i] for i in batch], with_other=True)
         return out
 
-    def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int | None = None) -> torch.Tensor:
         """Calibrated holder → target probabilities in `config.relation_labels` order."""
         if not self.config.relation_labels:
             raise InvalidInputError("this model has no relation head; train one with `python -m training.relations`")
@@ -418,7 +430,7 @@ class StancePredictor:
             logits = self.network.relation_logits(features).cpu()
         return torch.softmax(logits / self.config.temperature.get("relation", 1.0), dim=-1)
 
-    def sentiment_probabilities(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    def sentiment_probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> torch.Tensor:
         """Calibrated sentiment probabilities in `config.sentiment_labels` order."""
         if not texts:
             return torch.empty((0, len(self.config.sentiment_labels)))
@@ -434,7 +446,7 @@ class StancePredictor:
         """
         return self.predict_documents([DocumentInput(text, tuple(actors), detect_actors, relations)])[0]
 
-    def predict_documents(self, documents: Sequence[DocumentInput], batch_size: int = BATCH_SIZE) -> list[DocumentResult]:
+    def predict_documents(self, documents: Sequence[DocumentInput], batch_size: int | None = None) -> list[DocumentResult]:
         """Classify several documents at once; identical sentences and pairs are scored once.
 
         Raises the first document's StanceError; `predict_documents_safe` returns errors per document instead.
@@ -446,7 +458,7 @@ class StancePredictor:
         return results  # type: ignore[return-value]
 
     def predict_documents_safe(
-        self, documents: Sequence[DocumentInput], batch_size: int = BATCH_SIZE
+        self, documents: Sequence[DocumentInput], batch_size: int | None = None
     ) -> list[DocumentResult | StanceError]:
         """Like `predict_documents`, but a document that fails gets its error in its place."""
         plans: list[_Plan | StanceError] = []

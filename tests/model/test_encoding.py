@@ -99,6 +99,14 @@ def test_length_sorted_batches_cover_every_index_once():
     assert batches[0] == [2, 4]
 
 
+def test_token_budget_batches_hold_more_short_items_than_long_ones():
+    lengths = [100, 10, 100, 10, 10, 50, 10, 300]
+    batches = length_sorted_batches(lengths, 3, max_tokens=200)
+    # 300 tokens alone (over the budget, still one item), two of 100, then 50 and the first two of 10 (cap of 3).
+    assert batches == [[7], [0, 2], [5, 1, 3], [4, 6]]
+    assert length_sorted_batches(lengths, 3) == [[7, 0, 2], [5, 1, 3], [4, 6]]
+
+
 def test_bad_settings_are_rejected(tokenizer):
     with pytest.raises(InvalidInputError, match="input_format"):
         PairEncoder(tokenizer, "nope")

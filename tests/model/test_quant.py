@@ -4,6 +4,9 @@ from torch import nn
 
 from model.errors import InvalidInputError
 from model.predictor import (
+    BATCH_SIZE,
+    COMPILED_BATCH_SIZE,
+    COMPILED_BATCH_TOKENS,
     COMPILED_PAD_MULTIPLE,
     PAD_MULTIPLE,
     PairInput,
@@ -108,6 +111,9 @@ def test_compiled_int8_predictor_matches_eager_and_compiles_once(tiny_model_dir)
     assert compiled.compiled and compiled.precision == "int8" and not eager.compiled
     # The compiled path pads to each batch's longest item, the eager path to a multiple of 8 (PAD_MULTIPLE).
     assert (compiled.pad_multiple, eager.pad_multiple) == (COMPILED_PAD_MULTIPLE, PAD_MULTIPLE) == (1, 8)
+    # The compiled path cuts batches by token count (up to 256 pairs), the eager path into 32 pairs.
+    assert (compiled.batch_size, compiled.batch_tokens) == (COMPILED_BATCH_SIZE, COMPILED_BATCH_TOKENS) == (256, 1536)
+    assert (eager.batch_size, eager.batch_tokens) == (BATCH_SIZE, None) == (32, None)
     pairs = [PairInput(f"Acme Corp hired {i} people and Trump praised it.", "Acme Corp", ((0, 9),)) for i in range(20)]
     texts = ["Trump praised it.", "A much longer sentence about Acme Corp, its workers and its many new plants."]
     assert torch.allclose(eager.stance_probabilities(pairs), compiled.stance_probabilities(pairs), atol=1e-4)
