@@ -5,7 +5,8 @@ of synthetic news sentences (the encoder path only, no spaCy), and the process's
 --warmup calls and at the end. The variants differ in precision, in the multiple that batch widths are rounded up
 to (`StancePredictor.pad_multiple`), and in the capacities of oneDNN's primitive cache
 (ONEDNN_PRIMITIVE_CACHE_CAPACITY) and of torch's ideep cache of matmul descriptors (LRU_CACHE_CAPACITY).
-Compiled int8 variants compile the encoder before their first call.
+Compiled int8 variants compile the encoder before their first call, and cut batches by token count as compiled
+scoring does (model.predictor.COMPILED_BATCH_TOKENS).
 Writes --out (default benchmarks/results/memory.json); exits 1 when the default variants grow by more than 10%.
 
     .venv/bin/python benchmarks/memory.py [--calls 400] [--warmup 100] [--out FILE]
@@ -27,7 +28,7 @@ sys.path.append(str(Path(__file__).resolve().parent))
 from load import rss_mb
 from synthetic import sentence
 
-from model.predictor import COMPILED_PAD_MULTIPLE, PAD_MULTIPLE
+from model.predictor import COMPILED_BATCH_TOKENS, COMPILED_PAD_MULTIPLE, PAD_MULTIPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "memory.json"
@@ -40,9 +41,17 @@ VARIANTS = [
     (f"bf16, widths to {PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256 (default)", "bf16", PAD_MULTIPLE, 64, 256, "off"),
     ("fp32, before", "fp32", 1, 1024, 1024, "off"),
     (f"fp32, widths to {PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256 (default)", "fp32", PAD_MULTIPLE, 64, 256, "off"),
-    (f"int8 compiled, widths to {PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256", "int8", PAD_MULTIPLE, 64, 256, "on"),
     (
-        f"int8 compiled, widths to {COMPILED_PAD_MULTIPLE}, oneDNN cache 64, ideep cache 256 (default)",
+        f"int8 compiled, widths to {PAD_MULTIPLE}, batches to {COMPILED_BATCH_TOKENS} tokens, oneDNN cache 64, ideep cache 256",
+        "int8",
+        PAD_MULTIPLE,
+        64,
+        256,
+        "on",
+    ),
+    (
+        f"int8 compiled, widths to {COMPILED_PAD_MULTIPLE}, batches to {COMPILED_BATCH_TOKENS} tokens, oneDNN cache 64, "
+        "ideep cache 256 (default)",
         "int8",
         COMPILED_PAD_MULTIPLE,
         64,

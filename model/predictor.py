@@ -50,12 +50,12 @@ PAD_MULTIPLE = 8
 # against 408.5 with widths to 8 (benchmarks/results/padding_compiled.json). Its memory stays flat under varied
 # shapes (benchmarks/results/memory.json); the kernel caches are capped as above.
 COMPILED_PAD_MULTIPLE = 1
-# Pairs per scoring batch on the eager paths. bf16 was level between 32 and 64 in session 3, and ahead of batches
-# cut by token count in session 6 (benchmarks/results/batching.json).
+# Pairs per scoring batch on the eager paths. bf16 was level between 32 and 64 in session 3, and level with batches
+# cut at 1,536 tokens in session 6 (benchmarks/results/batching.json).
 BATCH_SIZE = 32
 # The compiled path cuts batches by token count instead: at most COMPILED_BATCH_TOKENS tokens (padded) and
-# COMPILED_BATCH_SIZE pairs. Fixed counts of 32, 64 and 128 pairs made batches of long pairs too large for the
-# caches and batches of short pairs too small (benchmarks/results/batching_compiled.json).
+# COMPILED_BATCH_SIZE pairs. Batches of 32 pairs were 2-11% slower (benchmarks/results/batching_compiled.json and
+# inference.json, session 6), and batches of 64 or 128 pairs slower still in sessions 4 and 5.
 COMPILED_BATCH_SIZE = 256
 COMPILED_BATCH_TOKENS = 1536
 PRECISION_HELP = (
