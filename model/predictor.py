@@ -54,8 +54,8 @@ COMPILED_PAD_MULTIPLE = 1
 # cut at 1,536 tokens in session 6 (benchmarks/results/batching.json).
 BATCH_SIZE = 32
 # The compiled path cuts batches by token count instead: at most COMPILED_BATCH_TOKENS tokens (padded) and
-# COMPILED_BATCH_SIZE pairs. Batches of 32 pairs were 2-11% slower (benchmarks/results/batching_compiled.json and
-# inference.json, session 6), and batches of 64 or 128 pairs slower still in sessions 4 and 5.
+# COMPILED_BATCH_SIZE pairs. That scored 2-11% more pairs/s than batches of 32 pairs (benchmarks/results/
+# batching_compiled.json and inference.json, session 6); batches of 64 or 128 pairs were slower still in sessions 4-5.
 COMPILED_BATCH_SIZE = 256
 COMPILED_BATCH_TOKENS = 1536
 PRECISION_HELP = (
