@@ -176,6 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             class_balance=args.class_balance,
             multi_actor_repeat=args.multi_actor_repeat,
+            adversarial=args.adversarial,
         )
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from exc
@@ -348,6 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="show stance pairs whose sentence has another labelled actor this many times per epoch (default 1)",
+    )
+    p.add_argument(
+        "--adversarial",
+        type=float,
+        default=0.0,
+        help="adversarial training (FGM): also train each batch with its word embeddings moved this far (L2 norm per "
+        "example) along the loss gradient; 0: off (default), 1.0 is usual; doubles the time per step",
     )
     p.add_argument("--label-map", help="map your label names onto ours: oppose=against,support=favor")
     p.add_argument("--skip-invalid", action="store_true", help="skip bad rows (and report how many) instead of stopping")

@@ -40,6 +40,9 @@ class TrainConfig:
     # Stance pairs whose sentence has another labelled actor appear this many times per epoch (NewsMTSC's
     # devtest_mt is all such sentences; its train split has 22% of them).
     multi_actor_repeat: int = 1
+    # Adversarial training (FGM): each batch is also trained with its word embeddings moved along the loss
+    # gradient, by this L2 norm per example. 0: off. Doubles the cost of a step.
+    adversarial: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -62,6 +65,7 @@ class TrainConfig:
             "device": re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.device) is not None,
             "class_balance": 0 <= self.class_balance <= 1,
             "multi_actor_repeat": self.multi_actor_repeat >= 1,
+            "adversarial": self.adversarial >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -128,6 +128,42 @@ def evaluate_relations(
     return _report(logits, examples, predictor.config.relation_labels)
 
 
+class EmbeddingPerturbation:
+    """Adversarial training (FGM, Miyato et al. 2017) on the word embeddings' output.
+
+    A forward hook keeps the gradient of a training pass's embeddings; `arm()` turns it into a perturbation of L2
+    norm `eps` per example, which the hook adds until `disarm()`. The word embedding rows themselves stay frozen.
+    """
+
+    def __init__(self, embeddings: nn.Module, eps: float) -> None:
+        self.eps = eps
+        self.output: torch.Tensor | None = None
+        self.delta: torch.Tensor | None = None
+        self.handle = embeddings.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        if not module.training:
+            return None
+        if self.delta is not None:
+            return output + self.delta
+        output.retain_grad()
+        self.output = output
+        return None
+
+    def arm(self) -> bool:
+        """Set the perturbation from the last clean pass's gradient; False when that pass kept none."""
+        grad = None if self.output is None else self.output.grad
+        self.output = None
+        if grad is None:
+            return False
+        norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+        self.delta = self.eps * grad / norm[:, None, None]
+        return True
+
+    def disarm(self) -> None:
+        self.delta = None
+
+
 @dataclass
 class _Task:
     """One head's training rows (encoded, with gold indices), how many are drawn per epoch, and its loss."""
@@ -215,6 +251,11 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup))
     )
+    adversarial = (
+        EmbeddingPerturbation(net.get_submodule(WORD_EMBEDDINGS.rsplit(".", 1)[0]), config.adversarial)
+        if config.adversarial
+        else None
+    )
     result = TrainResult()
     best_score, best_state, stale = -1.0, None, 0
     step, started = 0, time.monotonic()
@@ -231,9 +272,13 @@ def train(
         for head, batch in jobs:
             task = tasks[head]
             inputs = predictor.to_batch([task.items[i] for i in batch], task.with_other, multiple=1)  # no padding waste
-            loss = task.loss(inputs, torch.tensor([task.gold[i] for i in batch], device=predictor.device))
+            gold = torch.tensor([task.gold[i] for i in batch], device=predictor.device)
+            loss = task.loss(inputs, gold)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if adversarial is not None and adversarial.arm():
+                task.loss(inputs, gold).backward()  # gradients of the clean and perturbed passes add up
+                adversarial.disarm()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -267,6 +312,8 @@ def train(
             if stale >= config.patience:
                 log(f"early stop: no dev improvement for {stale} epochs")
                 break
+    if adversarial is not None:
+        adversarial.handle.remove()
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()

@@ -218,3 +218,39 @@ def test_multi_actor_pairs_are_repeated_each_epoch(tiny_model_dir):
     config = TrainConfig(epochs=1, batch_size=1, multi_actor_repeat=3)
     train(StancePredictor.load(tiny_model_dir), data, LabelledData(), config, log=logged.append)
     assert "step 9/9" in logged[-2]  # 5 pairs + 2 repeats of the 2 multi-actor ones, one per step
+
+
+def test_adversarial_perturbation_has_the_set_norm_per_example(tiny_model_dir):
+    from training.trainer import EmbeddingPerturbation
+
+    predictor = StancePredictor.load(tiny_model_dir)
+    net = predictor.network.train()
+    embeddings = net.encoder.embeddings.word_embeddings
+    pairs = [PairInput("The senator praised Acme Corp.", "Acme Corp", ((19, 28),)), PairInput("Globex fell.", "Globex", ((0, 6),))]
+    inputs = predictor.to_batch(predictor.encode_pairs(pairs), False, multiple=1)
+    gold = torch.tensor([0, 1])
+    perturbation = EmbeddingPerturbation(embeddings, 0.5)
+    assert not perturbation.arm()  # no training pass yet
+    torch.nn.functional.cross_entropy(net.stance_logits(**inputs), gold).backward()
+    assert perturbation.arm()
+    assert perturbation.delta.flatten(1).norm(dim=1).tolist() == pytest.approx([0.5, 0.5])
+    ids = inputs["input_ids"]
+    assert torch.equal(embeddings(ids), torch.nn.functional.embedding(ids, embeddings.weight) + perturbation.delta)
+    perturbation.disarm()
+    assert torch.equal(embeddings(ids), torch.nn.functional.embedding(ids, embeddings.weight))
+    with pytest.raises(ValueError, match=r"invalid training settings: adversarial=-1"):
+        TrainConfig(adversarial=-1)
+
+
+def test_adversarial_training_changes_what_is_learned_and_leaves_no_hook(tiny_model_dir):
+    from training.trainer import train
+
+    rows = [("Acme Corp grew fast.", "support"), ("Acme Corp lied.", "oppose"), ("Acme Corp met.", "neutral")] * 2
+    data = LabelledData(stance=[StanceExample(PairInput(t, "Acme Corp", find_mentions(t, "Acme Corp")), s) for t, s in rows])
+    heads = []
+    for eps in (0.0, 1.0):
+        predictor = StancePredictor.load(tiny_model_dir)
+        train(predictor, data, LabelledData(), TrainConfig(epochs=1, batch_size=3, seed=2, adversarial=eps), log=lambda _: None)
+        assert not predictor.network.encoder.embeddings.word_embeddings._forward_hooks
+        heads.append(predictor.network.stance_head.weight)
+    assert not torch.equal(heads[0], heads[1])
