@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 INT8_MAX = 127
-# Every variant in benchmarks/results/int8_variants.json moves about 1% of labels, within noise of each other; 0.3
-# kept devtest_mt's macro-F1 closest to fp32's (-0.11 points); it moved 22 of the 3,583 pairs (the variants: 20-24).
-ALPHA = 0.3
+# Every variant in benchmarks/results/int8_variants.json moves under 1% of labels. With the model shipped in session 7
+# (0.2.0), 0.7 moved the fewest of the 3,583 pairs (19; the others 25-28), and no more than the others on any set;
+# devtest_mt's macro-F1 moved -0.35 points (the others -0.21 to -0.28), inside the 0.5-point bar.
+ALPHA = 0.7
 
 
 class Int8Linear(nn.Module):
