@@ -18,7 +18,7 @@ from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.network import StanceNetwork, relation_head
-from model.quant import quantize_encoder
+from model.quant import int8_kernel, quantize_encoder
 from model.results import (
     DocumentResult,
     MentionOut,
@@ -34,7 +34,9 @@ from model.text import Sentence, split_sentences
 FORMAT_VERSION = 1
 # fp32: exact. bf16: the encoder's matmuls in bfloat16 (autocast), fast where the CPU has native bf16.
 # int8: every linear layer of the encoder in int8 (model/quant.py); fast only when compiled, which fuses the
-# quantisation steps. auto: int8 when the encoder is compiled, else bf16 where the CPU supports it, else fp32.
+# quantisation steps. auto: int8 when the encoder is compiled on a CPU with int8 dot products (VNNI), else bf16
+# where the CPU has native bf16, else fp32. Without VNNI, compiled int8 (fbgemm) scored 110 pairs/s against compiled
+# fp32's 107 on an AVX2 CPU, which is noise, so fp32, the exact path, is taken there (inference_avx2.json).
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Compiling the encoder (torch.compile, inductor) needs a C++ compiler and 20-40 s on first use; auto: on where a
 # compiler is found. Worth it for serving and batch scoring, not for one `stance classify`.
@@ -59,7 +61,8 @@ BATCH_SIZE = 32
 COMPILED_BATCH_SIZE = 256
 COMPILED_BATCH_TOKENS = 1536
 PRECISION_HELP = (
-    "auto: int8 when the encoder is compiled, else bf16 where the CPU supports it, else fp32; fp32: exact; "
+    "auto: int8 when the encoder is compiled on a CPU with VNNI, else bf16 where the CPU has native bf16, else "
+    "fp32; fp32: exact; "
     "bf16; int8: int8 linear layers"
 )
 COMPILE_HELP = "auto: compile the encoder where a C++ compiler is found; on; off"
@@ -70,10 +73,15 @@ def resolve_precision(precision: str, compiled: bool = False) -> str:
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
-        if compiled:
+        if compiled and int8_kernel() == "int_mm":
             return "int8"
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+        return "bf16" if native_bf16() else "fp32"
     return precision
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, and far slower."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def compiler_found() -> bool:

@@ -6,7 +6,7 @@ import torch
 from model.actors import ActorSpec
 from model.errors import InvalidInputError, ModelLoadError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS, label_index
-from model.predictor import PairInput, StancePredictor
+from model.predictor import PairInput, StancePredictor, native_bf16
 
 ARTICLE = "Donald Trump praised Acme Corp on Monday.\nTrump later criticised Russia. The weather was fine."
 
@@ -111,7 +111,7 @@ def test_fast_paths_agree_with_fp32_on_the_tiny_model(tiny_model_dir, precision)
 
 
 def test_precision_auto_and_unknown(tiny_model_dir):
-    expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    expected = "bf16" if native_bf16() else "fp32"
     assert StancePredictor.load(tiny_model_dir, precision="auto").precision == expected
     with pytest.raises(InvalidInputError, match=r"precision must be one of \('auto', 'fp32', 'bf16', 'int8'\), not 'int4'"):
         StancePredictor.load(tiny_model_dir, precision="int4")

@@ -15,7 +15,7 @@ from model.predictor import (
     resolve_compile,
     resolve_precision,
 )
-from model.quant import Int8Linear, quantize_encoder, smoothing
+from model.quant import INT8_KERNELS, Int8Linear, int8_kernel, quantize_encoder, smoothing
 
 
 def _linear(seed: int = 0) -> nn.Linear:
@@ -23,34 +23,38 @@ def _linear(seed: int = 0) -> nn.Linear:
     return nn.Linear(48, 40)
 
 
-def test_int8_linear_is_close_to_fp32():
+@pytest.mark.parametrize("kernel", INT8_KERNELS)
+def test_int8_linear_is_close_to_fp32(kernel):
     linear = _linear()
     x = torch.randn(3, 7, 48)
-    exact, quantised = linear(x), Int8Linear(linear)(x)
+    exact, quantised = linear(x), Int8Linear(linear, kernel=kernel)(x)
     assert quantised.shape == exact.shape == (3, 7, 40)
     assert (quantised - exact).norm() / exact.norm() < 0.02
 
 
-def test_a_tokens_result_does_not_depend_on_its_batch():
+@pytest.mark.parametrize("kernel", INT8_KERNELS)
+def test_a_tokens_result_does_not_depend_on_its_batch(kernel):
     # One scale per token: padding or other pairs in the batch cannot move a token's result.
-    layer = Int8Linear(_linear())
+    layer = Int8Linear(_linear(), kernel=kernel)
     x = torch.randn(1, 5, 48)
     big = torch.cat([x, 100 * torch.randn(1, 5, 48)])
     assert torch.equal(layer(x)[0], layer(big)[0])
 
 
-def test_the_per_token_offset_spends_the_steps_on_the_range_a_token_uses():
+@pytest.mark.parametrize("kernel", INT8_KERNELS)
+def test_the_per_token_offset_spends_the_steps_on_the_range_a_token_uses(kernel):
     # Values around 5 that vary by 0.01: one scale from zero would leave them a handful of steps.
-    layer = Int8Linear(_linear())
+    layer = Int8Linear(_linear(), kernel=kernel)
     x = 5 + 0.01 * torch.randn(4, 48)
     dequantised = layer.weight_int8.float() * layer.weight_scale  # compare against the same rounded weights
     assert (layer(x) - (x @ dequantised + layer.bias)).abs().max() < 2e-3  # 0.04 a step without the offset
 
 
-def test_smoothing_is_exact_before_rounding():
+@pytest.mark.parametrize("kernel", INT8_KERNELS)
+def test_smoothing_is_exact_before_rounding(kernel):
     linear = _linear()
     smooth = torch.rand(48) + 0.5
-    layer = Int8Linear(linear, smooth)
+    layer = Int8Linear(linear, smooth, kernel)
     x = torch.randn(4, 48)
     # Dividing the input by s and multiplying the weights by s changes nothing before rounding ...
     assert torch.allclose((x * layer.input_scale) @ (linear.weight * smooth).t(), x @ linear.weight.t(), atol=1e-4)
@@ -58,6 +62,18 @@ def test_smoothing_is_exact_before_rounding():
     dequantised = layer.weight_int8.t().float() * layer.weight_scale[:, None]
     assert ((dequantised - linear.weight * smooth).abs() <= layer.weight_scale[:, None] / 2 + 1e-6).all()
     assert (layer(x) - linear(x)).norm() / linear(x).norm() < 0.02
+
+
+def test_both_kernels_give_nearly_the_same_result_and_the_cpu_picks_one():
+    linear = _linear()
+    x = torch.randn(6, 48)
+    int_mm, fbgemm = (Int8Linear(linear, kernel=k)(x) for k in INT8_KERNELS)
+    # fbgemm keeps 7 bits of each token (128 steps against 255), so the two differ by about one of its steps.
+    assert (int_mm - fbgemm).norm() / int_mm.norm() < 0.02
+    assert int8_kernel() == ("int_mm" if torch.cpu._is_vnni_supported() else "fbgemm")
+    assert "kernel=" + int8_kernel() in repr(Int8Linear(linear))
+    with pytest.raises(ValueError, match=r"kernel must be one of \('int_mm', 'fbgemm'\), not 'avx'"):
+        Int8Linear(linear, kernel="avx")
 
 
 def test_smoothing_follows_the_layer_norm_and_the_weights():
@@ -88,9 +104,27 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.999
 
 
+@pytest.mark.parametrize(
+    ("kernel", "bf16", "compiled", "expected"),
+    [
+        ("int_mm", True, True, "int8"),
+        ("int_mm", True, False, "bf16"),
+        ("int_mm", False, False, "fp32"),
+        # Without VNNI, compiled int8 is no faster than compiled fp32 (model/predictor.py), so auto keeps fp32.
+        ("fbgemm", False, True, "fp32"),
+        ("fbgemm", False, False, "fp32"),
+        ("fbgemm", True, True, "bf16"),
+    ],
+)
+def test_auto_precision_follows_the_cpu(monkeypatch, kernel, bf16, compiled, expected):
+    monkeypatch.setattr("model.predictor.int8_kernel", lambda: kernel)
+    monkeypatch.setattr("model.predictor.native_bf16", lambda: bf16)
+    assert resolve_precision("auto", compiled=compiled) == expected
+    assert resolve_precision("int8", compiled=compiled) == "int8"
+
+
 def test_compile_modes(monkeypatch):
     assert resolve_compile("off") is False
-    assert resolve_precision("auto", compiled=True) == "int8"
     with pytest.raises(InvalidInputError, match=r"compile must be one of \('auto', 'on', 'off'\), not 'yes'"):
         resolve_compile("yes")
     monkeypatch.delenv("CXX", raising=False)
@@ -102,13 +136,15 @@ def test_compile_modes(monkeypatch):
 
 
 @pytest.mark.skipif(not compiler_found(), reason="torch.compile needs a C++ compiler")
-def test_compiled_int8_predictor_matches_eager_and_compiles_once(tiny_model_dir):
+def test_the_compiled_default_matches_eager_and_compiles_once(tiny_model_dir):
     from torch._dynamo.utils import counters
 
-    eager = StancePredictor.load(tiny_model_dir, precision="int8")
+    # int8 where the CPU has VNNI, else fp32 (test_auto_precision_follows_the_cpu).
+    precision = resolve_precision("auto", compiled=True)
+    eager = StancePredictor.load(tiny_model_dir, precision=precision)
     counters.clear()
     compiled = StancePredictor.load(tiny_model_dir, precision="auto", compile="on")
-    assert compiled.compiled and compiled.precision == "int8" and not eager.compiled
+    assert compiled.compiled and compiled.precision == precision and not eager.compiled
     # The compiled path pads to each batch's longest item, the eager path to a multiple of 8 (PAD_MULTIPLE).
     assert (compiled.pad_multiple, eager.pad_multiple) == (COMPILED_PAD_MULTIPLE, PAD_MULTIPLE) == (1, 8)
     # The compiled path cuts batches by token count (up to 256 pairs), the eager path into 32 pairs.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import service.app
-from model.predictor import compiler_found
+from model.predictor import compiler_found, resolve_precision
 from service.app import load_predictor
 from service.settings import Settings
 
@@ -26,7 +26,7 @@ def _events(caplog) -> dict[str, dict]:
 def test_the_service_compiles_in_the_background(tiny_model_dir, caplog):
     caplog.set_level(logging.INFO, logger=service.app.log.name)
     predictor = load_predictor(tiny_model_dir, Settings(model_dir=tiny_model_dir, compile="on"))
-    assert predictor.precision == "int8"  # auto precision with a compiled encoder
+    assert predictor.precision == resolve_precision("auto", compiled=True)
     assert predictor.predict("Donald Trump praised Acme Corp.").sentences  # answers while compiling
     _wait_for_compile()
     assert predictor.compiled and predictor.compile_status == "compiled"
