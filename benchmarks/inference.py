@@ -48,11 +48,11 @@ from model.predictor import (
     DEFAULT_PRECISION,
     PAD_MULTIPLE,
     PairInput,
+    cpu_features,
     native_bf16,
     resolve_compile,
     resolve_precision,
 )
-from model.quant import int8_kernel
 from training.data import load_file
 from training.metrics import classification_report
 
@@ -285,10 +285,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "processor": cpu_model(),
-            "capability": torch.backends.cpu.get_cpu_capability(),
-            "vnni": torch.cpu._is_vnni_supported(),
-            "native_bf16": native_bf16(),
-            "int8_kernel": int8_kernel(),
+            **cpu_features(),
             "torch": torch.__version__,
         },
     }

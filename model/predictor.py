@@ -84,6 +84,16 @@ def native_bf16() -> bool:
     return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def cpu_features() -> dict[str, Any]:
+    """What `auto` precision reads of this CPU: torch's vector capability, VNNI, native bf16 and the int8 kernel."""
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "vnni": torch.cpu._is_vnni_supported(),
+        "native_bf16": native_bf16(),
+        "int8_kernel": int8_kernel(),
+    }
+
+
 def compiler_found() -> bool:
     """Whether a C++ compiler for torch.compile's CPU code is on this machine."""
     return any(shutil.which(cxx) for cxx in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if cxx)

@@ -34,7 +34,7 @@ from model.errors import (
     StanceError,
 )
 from model.io import read_json
-from model.predictor import DocumentInput, StancePredictor, resolve_compile, resolve_precision
+from model.predictor import DocumentInput, StancePredictor, cpu_features, resolve_compile, resolve_precision
 from service.batching import MicroBatcher
 from service.feedback import FeedbackStore
 from service.metrics import Metrics
@@ -379,7 +379,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
             "labels": {"stance": config.stance_labels, "sentiment": config.sentiment_labels},
             "input_format": config.input_format,
             "max_length": config.max_length,
-            "runtime": {"precision": current.precision, "compile": current.compile_status},
+            "runtime": {"precision": current.precision, "compile": current.compile_status, "cpu": cpu_features()},
             "training_data": training.get("data"),
             "metrics": {k: v for k, v in metrics_file.items() if k != "history"},
             "limits": settings.limits(),

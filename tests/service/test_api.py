@@ -7,6 +7,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from model.predictor import cpu_features
 from service.app import create_app
 from service.settings import Settings
 
@@ -94,7 +95,8 @@ def test_info_metrics_and_request_ids(client):
     assert info["labels"] == {"stance": ["support", "oppose", "neutral"], "sentiment": ["positive", "negative", "neutral"]}
     assert info["limits"] == {"max_text_chars": 300, "max_batch_documents": 3, "max_actors": 2, "max_body_bytes": 4096}
     assert info["metrics"] == {"note": "random weights"}
-    assert info["runtime"] == {"precision": "fp32", "compile": "off"}
+    assert info["runtime"] == {"precision": "fp32", "compile": "off", "cpu": cpu_features()}
+    assert set(info["runtime"]["cpu"]) == {"capability", "vnni", "native_bf16", "int8_kernel"}
     text = client.get("/metrics").text
     assert 'stance_requests_total{method="POST",route="/classify",status="200"} 1.0' in text
     assert "stance_pairs_scored_total" in text and "stance_batch_documents_bucket" in text and "stance_queue_depth" in text
