@@ -35,8 +35,8 @@ FORMAT_VERSION = 1
 # fp32: exact. bf16: the encoder's matmuls in bfloat16 (autocast), fast where the CPU has native bf16.
 # int8: every linear layer of the encoder in int8 (model/quant.py); fast only when compiled, which fuses the
 # quantisation steps. auto: int8 when the encoder is compiled on a CPU with int8 dot products (VNNI), else bf16
-# where the CPU has native bf16, else fp32. Without VNNI, compiled int8 (fbgemm) scored 110 pairs/s against compiled
-# fp32's 107 on an AVX2 CPU, which is noise, so fp32, the exact path, is taken there (inference_avx2.json).
+# where the CPU has native bf16, else fp32. Without VNNI, compiled int8 (fbgemm) scored 111.5 pairs/s against compiled
+# fp32's 107.6 on an AVX2 CPU (inference_avx2.json, one run), so fp32, the exact path, is taken there.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Compiling the encoder (torch.compile, inductor) needs a C++ compiler and 20-40 s on first use; auto: on where a
 # compiler is found. Worth it for serving and batch scoring, not for one `stance classify`.

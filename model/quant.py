@@ -20,7 +20,7 @@ Two int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation aroun
   call, so each token is first mapped onto [-1, 1] by its own offset and scale, which leaves every token its own
   steps and the same codes in any batch. fbgemm keeps 7 bits on x86 (128 steps, against 255) so that its 16-bit
   sums of byte products cannot saturate.
-On an AVX2 CPU without VNNI, `_int_mm` ran at 2.7 GOP/s against fbgemm's 209 (benchmarks/results/inference_avx2.json).
+On an AVX2 CPU without VNNI, `_int_mm` ran at 2.6 GOP/s and fbgemm's Linear at 163.5 (results/inference_avx2.json).
 """
 
 from __future__ import annotations
