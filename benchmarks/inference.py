@@ -13,7 +13,8 @@ On the same sampled NewsMTSC pairs, in one run:
 - stance macro-F1 on devtest_mt per path, and label agreement of each fast path against fp32;
 - `stance serve`: cold start (process start to /ready 200), the time until its background compile is done, and
   peak RSS after scoring five articles, medians of --starts starts.
-Every speed is the median of --repeats timed runs after one warm-up. Writes benchmarks/results/inference.json.
+Every speed is the median of --repeats timed runs after one warm-up. Writes benchmarks/results/inference.json
+(or --out; inference_avx2.json is a run on an AVX2-only CPU).
 
     .venv/bin/python benchmarks/inference.py [--pairs 2000] [--repeats 3] [--threads 2] [--out FILE]
 """
