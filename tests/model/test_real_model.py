@@ -35,11 +35,16 @@ def test_report_is_neutral(real):
     assert stance_of(result, "Acme Corp") == "neutral"
 
 
-def test_two_actors_in_one_sentence_get_their_own_stance(real):
-    text = "The mayor thanked Acme Corp for the donation but condemned Globex Industries for polluting the river."
-    result = real.predict(text, [ActorSpec("Acme Corp"), ActorSpec("Globex Industries")], detect_actors=False).to_dict()
-    assert stance_of(result, "Acme Corp") == "support"
-    assert stance_of(result, "Globex Industries") == "oppose"
+def test_actors_of_one_sentence_are_told_apart(real):
+    from pathlib import Path
+
+    from training.evaluate import evaluate_file
+
+    data = Path(__file__).resolve().parents[2] / "training" / "examples" / "two_actors.jsonl"
+    report = evaluate_file(real, data)
+    assert report["stance"]["n"] == 80
+    # A model that gave every actor of a sentence the same label could get at most 50 of these 80 pairs (0.625).
+    assert report["stance"]["accuracy"] >= 0.68
 
 
 def test_document_summary(real):
@@ -72,9 +77,9 @@ def test_stance_quality_on_devtest_mt(real, shared_data):
 
     report = evaluate_file(real, shared_data / "newsmtsc" / "devtest_mt.jsonl")
     assert report["stance"]["n"] == 1476
-    # A regression guard at the shipped model's level (0.7620; 0.7628 before session 7). The floor of 0.78
-    # is not reached yet: see training/EXPERIMENTS.md for what was tried.
-    assert report["stance"]["macro_f1"] >= 0.755
+    # A regression guard just under the shipped model's level (0.7746 for 0.3.0). The floor of 0.78 is not
+    # reached yet: see training/EXPERIMENTS.md for what was tried.
+    assert report["stance"]["macro_f1"] >= 0.77
 
 
 def test_relation_head_is_shipped_and_measured(real):
