@@ -84,7 +84,7 @@ class ClassifyResponse(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "model": {"name": "actor-stance", "version": "0.3.0"},
+                    "model": {"name": "actor-stance", "version": "0.4.0"},
                     "sentences": [
                         {
                             "index": 0,

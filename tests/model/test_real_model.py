@@ -1,5 +1,7 @@
 """The shipped default model on sentences we wrote ourselves."""
 
+import json
+
 import pytest
 
 from model import StancePredictor, default_model_path
@@ -59,8 +61,6 @@ def test_document_summary(real):
 
 
 def test_folder_records_what_it_was_trained_on():
-    import json
-
     folder = default_model_path()
     config = json.loads((folder / "config.json").read_text())
     assert config["base_model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -77,14 +77,14 @@ def test_stance_quality_on_devtest_mt(real, shared_data):
 
     report = evaluate_file(real, shared_data / "newsmtsc" / "devtest_mt.jsonl")
     assert report["stance"]["n"] == 1476
-    # A regression guard just under the shipped model's level (0.7746 for 0.3.0). The issue's floor of 0.78 is not
-    # reached yet: see training/EXPERIMENTS.md for what was tried.
-    assert report["stance"]["macro_f1"] >= 0.77
+    # The issue's floor is 0.78; model 0.4.0 scored 0.7809 here (in metrics.json, measured on an AVX2 CPU). A label
+    # that another CPU's fp32 kernels round the other way moves macro-F1 by about 0.001, hence the margin.
+    assert report["stance"]["macro_f1"] >= 0.779
+    metrics = json.loads((default_model_path() / "metrics.json").read_text())
+    assert metrics["dev"]["../shared/data/newsmtsc/devtest_mt.jsonl"]["stance"]["macro_f1"] >= 0.78
 
 
 def test_relation_head_is_shipped_and_measured(real):
-    import json
-
     assert real.config.relation_labels == ["support", "oppose", "neutral"]
     metrics = json.loads((default_model_path() / "metrics.json").read_text())
     assert metrics["relations"]["dev"]["n"] == 2914
@@ -105,7 +105,6 @@ def _agreement(fp32: StancePredictor, fast: StancePredictor, pairs) -> float:
 
 
 def test_fast_paths_agree_with_fp32_on_our_articles(real, fast):
-    import json
     from pathlib import Path
 
     examples = Path(__file__).resolve().parents[2] / "training" / "examples"
