@@ -208,9 +208,11 @@ def main() -> None:
     started = time.perf_counter()
     predictors[default_name] = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, DEFAULT_COMPILE)
     load_seconds = time.perf_counter() - started
-    if compiled and default_precision != "int8":
-        # Where auto does not pick int8 (no VNNI), the compiled int8 path it passed over.
-        predictors["int8_compiled"] = StancePredictor.load(default_model_path(), "int8", "on")
+    if compiled:
+        # Compiled fp32 and int8 both, whichever of them auto took.
+        for precision in ("fp32", "int8"):
+            if f"{precision}_compiled" not in predictors:
+                predictors[f"{precision}_compiled"] = StancePredictor.load(default_model_path(), precision, "on")
     if compiled:
         # The default path with widths rounded up to PAD_MULTIPLE, as the compiled path padded before session 5.
         padded = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, DEFAULT_COMPILE)

@@ -34,9 +34,9 @@ from model.text import Sentence, split_sentences
 FORMAT_VERSION = 1
 # fp32: exact. bf16: the encoder's matmuls in bfloat16 (autocast), fast where the CPU has native bf16.
 # int8: every linear layer of the encoder in int8 (model/quant.py); fast only when compiled, which fuses the
-# quantisation steps. auto: int8 when the encoder is compiled on a CPU with int8 dot products (VNNI), else bf16
-# where the CPU has native bf16, else fp32. Without VNNI, compiled int8 (fbgemm) scored 111.5 pairs/s against compiled
-# fp32's 107.6 on an AVX2 CPU (inference_avx2.json, one run), so fp32, the exact path, is taken there.
+# quantisation steps. auto: int8 when the encoder is compiled (through `_int_mm` with VNNI, fbgemm without: on an
+# AVX2 CPU compiled int8 beat compiled fp32 1.04x and 1.16x in sessions 8 and 9, benchmarks/PROFILE.md), else bf16
+# where the CPU has native bf16, else fp32. Eager fbgemm int8 was slower than eager fp32, so it is not taken.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Compiling the encoder (torch.compile, inductor) needs a C++ compiler and 20-40 s on first use; auto: on where a
 # compiler is found. Worth it for serving and batch scoring, not for one `stance classify`.
@@ -61,8 +61,7 @@ BATCH_SIZE = 32
 COMPILED_BATCH_SIZE = 256
 COMPILED_BATCH_TOKENS = 1536
 PRECISION_HELP = (
-    "auto: int8 when the encoder is compiled on a CPU with VNNI, else bf16 where the CPU has native bf16, else "
-    "fp32; fp32: exact; "
+    "auto: int8 when the encoder is compiled, else bf16 where the CPU has native bf16, else fp32; fp32: exact; "
     "bf16; int8: int8 linear layers"
 )
 COMPILE_HELP = "auto: compile the encoder where a C++ compiler is found; on; off"
@@ -73,7 +72,7 @@ def resolve_precision(precision: str, compiled: bool = False) -> str:
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
-        if compiled and int8_kernel() == "int_mm":
+        if compiled:
             return "int8"
         return "bf16" if native_bf16() else "fp32"
     return precision
@@ -85,7 +84,7 @@ def native_bf16() -> bool:
 
 
 def cpu_features() -> dict[str, Any]:
-    """What `auto` precision reads of this CPU: torch's vector capability, VNNI, native bf16 and the int8 kernel."""
+    """The CPU facts behind the precision paths: torch's vector capability, VNNI, native bf16 and the int8 kernel."""
     return {
         "capability": torch.backends.cpu.get_cpu_capability(),
         "vnni": torch.cpu._is_vnni_supported(),
