@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 # fp32: exact. bf16: the encoder's matmuls in bfloat16 (autocast), fast where the CPU has native bf16.
 # int8: every linear layer of the encoder in int8 (model/quant.py); fast only when compiled, which fuses the
 # quantisation steps. auto: int8 when the encoder is compiled (through `_int_mm` with VNNI, fbgemm without: on an
-# AVX2 CPU compiled int8 beat compiled fp32 1.04x and 1.16x in sessions 8 and 9, benchmarks/PROFILE.md), else bf16
+# AVX2 CPU compiled int8 beat compiled fp32 1.04x, 1.16x and 1.06x in sessions 8-10, benchmarks/PROFILE.md), else bf16
 # where the CPU has native bf16, else fp32. Eager fbgemm int8 was slower than eager fp32, so it is not taken.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Compiling the encoder (torch.compile, inductor) needs a C++ compiler and 20-40 s on first use; auto: on where a
