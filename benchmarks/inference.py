@@ -213,7 +213,6 @@ def main() -> None:
         for precision in ("fp32", "int8"):
             if f"{precision}_compiled" not in predictors:
                 predictors[f"{precision}_compiled"] = StancePredictor.load(default_model_path(), precision, "on")
-    if compiled:
         # The default path with widths rounded up to PAD_MULTIPLE, as the compiled path padded before session 5.
         padded = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, DEFAULT_COMPILE)
         padded.pad_multiple = PAD_MULTIPLE
