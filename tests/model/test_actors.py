@@ -89,3 +89,25 @@ def test_detection_quality_on_the_annotated_articles(finder):
         report = evaluate_detection(path, finder=finder)
         assert report["actors"]["precision"] >= 0.9 and report["actors"]["recall"] >= 0.9
         assert report["mentions"]["precision"] >= 0.9 and report["mentions"]["recall"] >= 0.9
+
+
+def test_ner_runs_alone_and_finds_what_the_fuller_pipeline_finds(finder):
+    import spacy
+
+    from model.actors import SPACY_MODEL
+
+    assert finder.nlp.pipe_names == ["ner"]
+    # The shared tok2vec kept, as before it was excluded: the NER must not have been reading it.
+    fuller = spacy.load(SPACY_MODEL, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
+    assert fuller.pipe_names == ["tok2vec", "ner"]
+    texts = [
+        "Donald Trump praised the plan, and the European Union's Ursula von der Leyen criticised it in Brussels.",
+        "MOSCOW (Reuters) - Russia warned Ukraine on Tuesday that NATO talks had failed.",
+        "Acme Corp and Globex said on Monday that Apple and Microsoft would join the Paris summit.",
+    ]
+
+    def ents(nlp) -> list[list[tuple[str, str, int]]]:
+        return [[(e.text, e.label_, e.start_char) for e in doc.ents] for doc in nlp.pipe(texts)]
+
+    assert ents(finder.nlp) == ents(fuller)
+    assert any(ents(fuller))
