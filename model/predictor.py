@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers import AutoTokenizer, BertConfig
 
 from model import io
 from model.actors import Actor, ActorFinder, ActorSpec
+from model.bert import BertEncoder
 from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_sorted_batches
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
@@ -222,7 +223,7 @@ class StancePredictor:
     @classmethod
     def from_encoder(
         cls,
-        encoder: BertModel,
+        encoder: BertEncoder,
         tokenizer,
         config: ModelConfig,
     ) -> StancePredictor:
@@ -240,7 +241,7 @@ class StancePredictor:
         """A predictor on the shipped all-MiniLM-L6-v2 encoder, ready for fine-tuning."""
         config = config or ModelConfig()
         path = base_model_path()
-        encoder = BertModel.from_pretrained(str(path), add_pooling_layer=False)
+        encoder = BertEncoder.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         config.base_model = {
             "name": "sentence-transformers/all-MiniLM-L6-v2",
@@ -309,7 +310,7 @@ class StancePredictor:
         try:
             encoder = self.network.encoder
             # Plain matmul-and-softmax attention compiles into faster code than SDPA's kernel at these short lengths.
-            encoder.set_attn_implementation("eager")
+            encoder.set_attention("eager")
             compiled = torch.compile(encoder.forward, dynamic=True)
             # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
             with torch.inference_mode(), self._autocast():
@@ -354,7 +355,7 @@ class StancePredictor:
         config = cls.verify(folder)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder / io.TOKENIZER_DIR))
-            encoder = BertModel(BertConfig(**config.encoder), add_pooling_layer=False)
+            encoder = BertEncoder(BertConfig(**config.encoder))
         except (OSError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"cannot build the model from {folder}: {exc}") from exc
         network = _network(encoder, config)
@@ -563,7 +564,7 @@ class StancePredictor:
         return Prediction(labels[best], {label: round(p, 4) for label, p in zip(labels, probs, strict=True)})
 
 
-def _network(encoder: BertModel, config: ModelConfig) -> StanceNetwork:
+def _network(encoder: BertEncoder, config: ModelConfig) -> StanceNetwork:
     return StanceNetwork(
         encoder,
         len(config.stance_labels),

@@ -17,13 +17,14 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def build_tiny_predictor(input_format: str = "markers", seed: int = 0, stance_pooling: str = "sentence+actor"):
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertConfig
 
+    from model.bert import BertEncoder
     from model.predictor import ModelConfig, StancePredictor, base_model_path
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_path()))
-    encoder = BertModel(
+    encoder = BertEncoder(
         BertConfig(
             vocab_size=tokenizer.vocab_size,
             hidden_size=32,
@@ -31,8 +32,7 @@ def build_tiny_predictor(input_format: str = "markers", seed: int = 0, stance_po
             num_attention_heads=2,
             intermediate_size=64,
             max_position_embeddings=512,
-        ),
-        add_pooling_layer=False,
+        )
     )
     config = ModelConfig(
         name="tiny-test", version="0.0.1", input_format=input_format, max_length=64, stance_pooling=stance_pooling
