@@ -2,9 +2,9 @@
 the same arithmetic, without importing transformers' modeling code.
 
 That import (`masking_utils`, `core_model_loading`, and through them `torch.distributed.tensor` and `torch._dynamo`)
-made importing the service take 4.1 s instead of 2.0 s (benchmarks/PROFILE.md). The outputs equal `BertModel`'s bit
-for bit, in scoring and in training with dropout (same SDPA call, mask and dropout order); tests/model/test_bert.py
-checks.
+was half of `stance serve`'s cold start: 5.9 s to /ready with it, 3.0 s without (benchmarks/results/inference*.json,
+benchmarks/PROFILE.md). The outputs equal `BertModel`'s bit for bit, in scoring and in training with dropout (same
+SDPA call, mask and dropout order); tests/model/test_bert.py checks.
 """
 
 from __future__ import annotations
@@ -161,8 +161,9 @@ class BertEncoder(nn.Module):
             raise ModelLoadError(f"cannot read the BERT config in {folder}: {exc}") from exc
         encoder = cls(config)
         raw = io.load_weights(folder / "model.safetensors")
-        state = {k.removeprefix("bert."): v for k, v in raw.items() if not k.endswith("position_ids")}
-        state = {k: v for k, v in state.items() if not k.startswith(("pooler.", "cls."))}
+        # The file may carry a "bert." prefix, the pooler or a pretraining head, and the position ids buffer.
+        names = {k: k.removeprefix("bert.") for k in raw}
+        state = {names[k]: v for k, v in raw.items() if not names[k].startswith(("pooler.", "cls.", "embeddings.position_ids"))}
         try:
             encoder.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -94,11 +94,11 @@ def test_detection_quality_on_the_annotated_articles(finder):
 def test_ner_runs_alone_and_finds_what_the_fuller_pipeline_finds(finder):
     import spacy
 
-    from model.actors import SPACY_MODEL
+    from model.actors import SPACY_EXCLUDE, SPACY_MODEL
 
     assert finder.nlp.pipe_names == ["ner"]
     # The shared tok2vec kept, as before it was excluded: the NER must not have been reading it.
-    fuller = spacy.load(SPACY_MODEL, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
+    fuller = spacy.load(SPACY_MODEL, exclude=[pipe for pipe in SPACY_EXCLUDE if pipe != "tok2vec"])
     assert fuller.pipe_names == ["tok2vec", "ner"]
     texts = [
         "Donald Trump praised the plan, and the European Union's Ursula von der Leyen criticised it in Brussels.",

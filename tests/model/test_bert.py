@@ -34,7 +34,8 @@ def batch(padded: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("padded", [True, False])
 def test_scoring_equals_transformers_bit_for_bit(attention, padded):
     reference, ours = pair(attention)
-    reference.eval(), ours.eval()
+    reference.eval()
+    ours.eval()
     ids, mask, types = batch(padded)
     with torch.inference_mode():
         expected = reference(ids, mask, types).last_hidden_state
