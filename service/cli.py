@@ -398,8 +398,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding like Ctrl-C.
+
+    Not a bare KeyboardInterrupt: when one passes through code that exec() runs from a string (a dataclass being
+    defined during a lazy import), CPython 3.11 ends `python -m service.cli`, as sweeps run it, by SIGINT instead
+    of with main()'s exit code.
+    """
+
+
 def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Terminated(f"signal {signum}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

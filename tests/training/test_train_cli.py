@@ -140,6 +140,27 @@ def test_sigterm_during_training_writes_nothing(tiny_model_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
 
 
+def test_sigterm_inside_exec_still_exits_130(tmp_path):
+    """The flaky case of the test above made certain: SIGTERM lands in code that exec() runs from a string, under
+    `python -m`, whose exit code CPython replaces by SIGINT after a bare KeyboardInterrupt passed through such code."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "sigterm_in_exec.py").write_text(
+        "import os, signal, sys\n"
+        "from service.cli import _interrupt\n"
+        "signal.signal(signal.SIGTERM, _interrupt)\n"
+        "try:\n"
+        "    exec('os.kill(os.getpid(), signal.SIGTERM)')\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    assert subprocess.run([sys.executable, "-m", "sigterm_in_exec"], env=env, check=False).returncode == 130
+
+
 def test_relation_training_flags():
     from service.cli import build_parser
 
