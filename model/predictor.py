@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +39,8 @@ FORMAT_VERSION = 1
 # int8: every linear layer of the encoder in int8 (model/quant.py); fast only when compiled, which fuses the
 # quantisation steps. auto: int8 when the encoder is compiled (through `_int_mm` with VNNI, fbgemm without: on an
 # AVX2 CPU compiled int8 beat compiled fp32 1.04x, 1.16x and 1.06x in sessions 8-10, benchmarks/PROFILE.md), else bf16
-# where the CPU has native bf16, else fp32. Eager fbgemm int8 was slower than eager fp32, so it is not taken.
+# where it is measured faster than fp32 (`bf16_faster`), else fp32. Eager fbgemm int8 was slower than eager fp32, so
+# it is not taken.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Compiling the encoder (torch.compile, inductor) needs a C++ compiler and 20-40 s on first use; auto: on where a
 # compiler is found. Worth it for serving and batch scoring, not for one `stance classify`.
@@ -62,7 +65,7 @@ BATCH_SIZE = 32
 COMPILED_BATCH_SIZE = 256
 COMPILED_BATCH_TOKENS = 1536
 PRECISION_HELP = (
-    "auto: int8 when the encoder is compiled, else bf16 where the CPU has native bf16, else fp32; fp32: exact; "
+    "auto: int8 when the encoder is compiled, else bf16 where it is faster than fp32 on this CPU, else fp32; fp32: exact; "
     "bf16; int8: int8 linear layers"
 )
 COMPILE_HELP = "auto: compile the encoder where a C++ compiler is found; on; off"
@@ -75,7 +78,7 @@ def resolve_precision(precision: str, compiled: bool = False) -> str:
     if precision == "auto":
         if compiled:
             return "int8"
-        return "bf16" if native_bf16() else "fp32"
+        return "bf16" if bf16_faster() else "fp32"
     return precision
 
 
@@ -84,12 +87,39 @@ def native_bf16() -> bool:
     return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+# Native bf16 is not always fast: oneDNN's AVX512-BF16 kernel ran at 0.56x fp32's rate on an Intel Xeon without
+# AMX (session 12, 160 against 284 GFLOP/s; eager bf16 scored 120.8 pairs/s against fp32's 184.5,
+# benchmarks/results/inference_intel.json), and at 4.2x on an AMD EPYC (session 11, inference.json). So auto
+# measures it, and takes bf16 only where its matmul needs at most this share of fp32's time.
+BF16_TIME_SHARE = 0.8
+
+
+def _matmul_seconds(dtype: torch.dtype, rounds: int = 5) -> float:
+    """The fastest of `rounds` timings of one feed-forward matmul at the encoder's width (256 tokens)."""
+    x, w = torch.randn(256, 384, dtype=dtype), torch.randn(1536, 384, dtype=dtype)
+    torch.nn.functional.linear(x, w)  # the first call builds oneDNN's kernel
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        torch.nn.functional.linear(x, w)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@functools.cache
+def bf16_faster() -> bool:
+    """Whether eager bf16 beats fp32 on this CPU: native bf16 and a matmul probe (a few ms, once per process)."""
+    return native_bf16() and _matmul_seconds(torch.bfloat16) <= BF16_TIME_SHARE * _matmul_seconds(torch.float32)
+
+
 def cpu_features() -> dict[str, Any]:
-    """The CPU facts behind the precision paths: torch's vector capability, VNNI, native bf16 and the int8 kernel."""
+    """The CPU facts behind the precision paths: torch's vector capability, VNNI, native bf16, whether bf16 is the
+    faster eager path, and the int8 kernel."""
     return {
         "capability": torch.backends.cpu.get_cpu_capability(),
         "vnni": torch.cpu._is_vnni_supported(),
         "native_bf16": native_bf16(),
+        "bf16_faster": bf16_faster(),
         "int8_kernel": int8_kernel(),
     }
 

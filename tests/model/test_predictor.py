@@ -6,7 +6,7 @@ import torch
 from model.actors import ActorSpec
 from model.errors import InvalidInputError, ModelLoadError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS, label_index
-from model.predictor import PairInput, StancePredictor, native_bf16
+from model.predictor import PairInput, StancePredictor, bf16_faster
 
 ARTICLE = "Donald Trump praised Acme Corp on Monday.\nTrump later criticised Russia. The weather was fine."
 
@@ -111,10 +111,34 @@ def test_fast_paths_agree_with_fp32_on_the_tiny_model(tiny_model_dir, precision)
 
 
 def test_precision_auto_and_unknown(tiny_model_dir):
-    expected = "bf16" if native_bf16() else "fp32"
+    expected = "bf16" if bf16_faster() else "fp32"
     assert StancePredictor.load(tiny_model_dir, precision="auto").precision == expected
     with pytest.raises(InvalidInputError, match=r"precision must be one of \('auto', 'fp32', 'bf16', 'int8'\), not 'int4'"):
         StancePredictor.load(tiny_model_dir, precision="int4")
+
+
+@pytest.mark.parametrize(
+    ("native", "bf16_seconds", "expected"),
+    [(True, 0.5, True), (True, 0.8, True), (True, 0.9, False), (True, 1.8, False), (False, 0.1, False)],
+)
+def test_bf16_is_taken_only_where_it_is_measured_faster(monkeypatch, native, bf16_seconds, expected):
+    from model import predictor
+
+    seconds = {torch.bfloat16: bf16_seconds, torch.float32: 1.0}
+    monkeypatch.setattr(predictor, "native_bf16", lambda: native)
+    monkeypatch.setattr(predictor, "_matmul_seconds", lambda dtype: seconds[dtype])
+    predictor.bf16_faster.cache_clear()
+    try:
+        assert predictor.bf16_faster() is expected
+        assert predictor.resolve_precision("auto") == ("bf16" if expected else "fp32")
+    finally:
+        predictor.bf16_faster.cache_clear()
+
+
+def test_the_matmul_probe_times_both_precisions():
+    from model.predictor import _matmul_seconds
+
+    assert _matmul_seconds(torch.float32, rounds=2) > 0 and _matmul_seconds(torch.bfloat16, rounds=2) > 0
 
 
 def test_actor_only_stance_pooling_round_trips(tmp_path):

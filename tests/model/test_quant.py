@@ -118,7 +118,7 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
 )
 def test_auto_precision_follows_the_cpu(monkeypatch, kernel, bf16, compiled, expected):
     monkeypatch.setattr("model.predictor.int8_kernel", lambda: kernel)
-    monkeypatch.setattr("model.predictor.native_bf16", lambda: bf16)
+    monkeypatch.setattr("model.predictor.bf16_faster", lambda: bf16)
     assert resolve_precision("auto", compiled=compiled) == expected
     assert resolve_precision("int8", compiled=compiled) == "int8"
 
