@@ -63,7 +63,7 @@ class SelfAttention(nn.Module):
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=p, scale=self.scaling)
         else:
             # A contiguous key lets the compiled graph hand the score matmul a transposed view; otherwise inductor
-            # writes the key transposed in 16 x 16 tiles, 4x slower on an Intel Xeon (benchmarks/PROFILE.md).
+            # writes the key transposed in 16 x 16 tiles, a kernel 5-7x slower on an Intel Xeon (benchmarks/PROFILE.md).
             scores = torch.matmul(query, key.contiguous().transpose(2, 3)) * self.scaling
             if mask is not None:
                 scores = scores + mask
