@@ -15,7 +15,7 @@ from model.predictor import (
     resolve_compile,
     resolve_precision,
 )
-from model.quant import INT8_KERNELS, Int8Linear, int8_kernel, quantize_encoder, smoothing
+from model.quant import GELU_FLOOR, INT8_KERNELS, Int8Linear, gelu_range, int8_kernel, quantize_encoder, smoothing
 
 
 def _linear(seed: int = 0) -> nn.Linear:
@@ -76,6 +76,47 @@ def test_both_kernels_give_nearly_the_same_result_and_the_cpu_picks_one():
         Int8Linear(linear, kernel="avx")
 
 
+@pytest.mark.parametrize(
+    "rows",
+    [
+        torch.randn(64, 1536, generator=torch.Generator().manual_seed(0)) * 2,  # a feed-forward row's spread
+        torch.rand(8, 5, generator=torch.Generator().manual_seed(1)) + 1,  # every x where GELU rises
+        -torch.rand(8, 5, generator=torch.Generator().manual_seed(2)) - 2,  # every x where it falls
+        torch.tensor([[-0.7518, 3.0], [-5.0, 20.0]]),
+    ],
+)
+def test_gelu_range_bounds_gelu(rows):
+    low, high = torch.aminmax(nn.functional.gelu(rows), dim=1, keepdim=True)
+    bound_low, bound_high = gelu_range(rows)
+    assert (bound_low <= low).all() and (high <= bound_high).all()
+
+
+def test_gelu_range_is_tight_on_a_feed_forward_row():
+    rows = torch.randn(64, 1536, generator=torch.Generator().manual_seed(0)) * 2
+    low, high = torch.aminmax(nn.functional.gelu(rows), dim=1, keepdim=True)
+    bound_low, bound_high = gelu_range(rows)
+    assert ((bound_high - bound_low) / (high - low)).max() < 1.002
+
+
+def test_gelu_floor_is_just_below_gelus_lowest_value():
+    x = torch.linspace(-1, -0.5, 100_001, dtype=torch.float64)
+    assert GELU_FLOOR < nn.functional.gelu(x).min().item() < GELU_FLOOR + 1e-4
+
+
+@pytest.mark.parametrize("kernel", INT8_KERNELS)
+def test_a_gelu_input_layer_is_gelu_then_the_layer(kernel):
+    linear = _linear()
+    x = 2 * torch.randn(5, 48)
+    plain, fused = Int8Linear(linear, kernel=kernel), Int8Linear(linear, kernel=kernel, gelu_input=True)
+    exact = linear(nn.functional.gelu(x))
+    # GELU then the layer: as close as quantising GELU's output with its exact range.
+    assert (fused(x) - exact).norm() / exact.norm() < 0.02
+    assert (fused(x) - plain(nn.functional.gelu(x))).norm() / exact.norm() < 0.01
+    assert "gelu_input=True" in repr(fused)
+    with pytest.raises(ValueError, match="a layer with gelu_input cannot be smoothed"):
+        Int8Linear(linear, torch.ones(48), kernel, gelu_input=True)
+
+
 def test_smoothing_follows_the_layer_norm_and_the_weights():
     norm = nn.LayerNorm(4)
     with torch.no_grad():
@@ -100,6 +141,9 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
     assert not any(type(m) is nn.Linear for m in encoder.modules())
     smoothed = [m for m in encoder.modules() if isinstance(m, Int8Linear) and m.input_scale is not None]
     assert len(smoothed) == 4 * 2  # query, key, value and feed-forward in read a LayerNorm
+    # The feed-forward output layer applies the GELU, which the intermediate layer no longer does.
+    assert [m.gelu_input for m in encoder.modules() if isinstance(m, Int8Linear)] == [False] * 5 + [True] + [False] * 5 + [True]
+    assert all(isinstance(layer.intermediate.intermediate_act_fn, nn.Identity) for layer in encoder.encoder.layer)
     after = encoder(ids, mask).last_hidden_state
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.999
 
