@@ -62,9 +62,12 @@ class SelfAttention(nn.Module):
             p = self.dropout.p if self.training else 0.0
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=p, scale=self.scaling)
         else:
-            # A contiguous key lets the compiled graph hand the score matmul a transposed view; otherwise inductor
-            # writes the key transposed in 16 x 16 tiles, a kernel 5-7x slower on an Intel Xeon (benchmarks/PROFILE.md).
-            scores = torch.matmul(query, key.contiguous().transpose(2, 3)) * self.scaling
+            if torch.compiler.is_compiling():
+                # A contiguous key lets the compiled graph hand the score matmul a transposed view; otherwise inductor
+                # writes the key transposed in 16 x 16 tiles, a kernel 2-7x slower (benchmarks/PROFILE.md). Eager, it
+                # would change the matmul's summation order on some CPUs, and so its last bits against transformers'.
+                key = key.contiguous()
+            scores = torch.matmul(query, key.transpose(2, 3)) * self.scaling
             if mask is not None:
                 scores = scores + mask
             out = torch.matmul(self.dropout(F.softmax(scores, dim=-1)), value)

@@ -43,6 +43,17 @@ def test_scoring_equals_transformers_bit_for_bit(attention, padded):
     assert torch.equal(got, expected)
 
 
+def test_the_compiled_graphs_contiguous_key_keeps_the_scores(monkeypatch):
+    # Only a compiled graph copies the key (see SelfAttention); the copy may move the last bits, nothing more.
+    reference, ours = pair("eager")
+    ids, mask, types = batch(padded=True)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    with torch.inference_mode():
+        expected = reference.eval()(ids, mask, types).last_hidden_state
+        got = ours.eval()(ids, mask, types).last_hidden_state
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_training_with_dropout_equals_transformers_bit_for_bit():
     reference, ours = pair()
     ids, mask, types = batch(padded=True)
