@@ -89,7 +89,7 @@ def native_bf16() -> bool:
 
 # Native bf16 is not always fast: oneDNN's AVX512-BF16 kernel ran at 0.56x fp32's rate on an Intel Xeon without
 # AMX (session 12, 160 against 284 GFLOP/s; eager bf16 scored 120.8 pairs/s against fp32's 184.5,
-# benchmarks/results/inference_intel.json), and at 4.2x on an AMD EPYC (session 11, inference.json). So auto
+# benchmarks/results/inference_intel.json), and at 4.2x on an AMD EPYC (session 11, inference_session11.json). So auto
 # measures it, and takes bf16 only where its matmul needs at most this share of fp32's time.
 BF16_TIME_SHARE = 0.8
 
