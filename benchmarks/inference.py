@@ -64,7 +64,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 NEWSMTSC = ROOT.parent / "shared" / "data" / "newsmtsc"
 
 
-def seconds(fn: Callable[[], object]) -> float:
+def elapsed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
@@ -73,7 +73,7 @@ def seconds(fn: Callable[[], object]) -> float:
 def timed(fn: Callable[[], object], repeats: int) -> float:
     """Median seconds of `repeats` runs after one untimed warm-up."""
     fn()
-    return statistics.median(seconds(fn) for _ in range(repeats))
+    return statistics.median(elapsed(fn) for _ in range(repeats))
 
 
 def gemm_probe(tokens: int = 2048, hidden: int = 384, inner: int = 1536, seconds: float = 2.0) -> dict[str, float]:
@@ -242,7 +242,7 @@ def main() -> None:
         # The naive pipeline's pairs/s moved by up to 20% between runs of the same code, and the ratio with it; in
         # rounds of one after the other both see about the same machine (it ran slower there: benchmarks/PROFILE.md).
         rounds = [
-            (seconds(lambda: classify(texts)), seconds(lambda: predictors[default_name].stance_probabilities(pairs)))
+            (elapsed(lambda: classify(texts)), elapsed(lambda: predictors[default_name].stance_probabilities(pairs)))
             for _ in range(args.rounds)
         ]
     probe_after = gemm_probe()

@@ -22,9 +22,9 @@ Two int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation aroun
   sums of byte products cannot saturate.
 On an AVX2 CPU without VNNI, `_int_mm` ran at 2.6 GOP/s and fbgemm's Linear at 163.5 (results/inference_avx2.json).
 
-The feed-forward output layer applies the GELU before it itself (`gelu_input`), so that its input's range comes from
-bounds on the pre-activation (`gelu_range`) and the compiled kernel evaluates GELU once per element, not once for the
-range and again for the codes.
+The feed-forward output layer takes the pre-activation and applies GELU itself (`gelu_input`), so that its input's
+range comes from bounds on the pre-activation (`gelu_range`) and the compiled kernel evaluates GELU once per element,
+not once for the range and again for the codes.
 """
 
 from __future__ import annotations
