@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig
 
-from model import io
+from model import fused_attention, io
 from model.errors import ModelLoadError
 
-ATTENTIONS = ("sdpa", "eager")
+ATTENTIONS = ("sdpa", "eager", "fused")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Embeddings(nn.Module):
 class SelfAttention(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
+        self.heads = config.num_attention_heads
         self.head_size = config.hidden_size // config.num_attention_heads
         self.scaling = self.head_size**-0.5
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
@@ -56,8 +57,12 @@ class SelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, attention: str) -> torch.Tensor:
+        projections = [proj(hidden) for proj in (self.query, self.key, self.value)]
+        # The fused kernel is fp32 and scoring only: under bf16 autocast or in training, eager attention serves.
+        if attention == "fused" and mask is not None and projections[0].dtype == torch.float32 and not self.training:
+            return fused_attention.attention(*projections, mask, self.heads, self.scaling)
         shape = (*hidden.shape[:-1], -1, self.head_size)
-        query, key, value = (proj(hidden).view(shape).transpose(1, 2) for proj in (self.query, self.key, self.value))
+        query, key, value = (x.view(shape).transpose(1, 2) for x in projections)
         if attention == "sdpa":
             p = self.dropout.p if self.training else 0.0
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=p, scale=self.scaling)

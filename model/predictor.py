@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,7 +12,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BertConfig
 
-from model import io
+from model import fused_attention, io
 from model.actors import Actor, ActorFinder, ActorSpec
 from model.bert import BertEncoder
 from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_sorted_batches
@@ -126,7 +124,7 @@ def cpu_features() -> dict[str, Any]:
 
 def compiler_found() -> bool:
     """Whether a C++ compiler for torch.compile's CPU code is on this machine."""
-    return any(shutil.which(cxx) for cxx in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if cxx)
+    return fused_attention.cxx_compiler() is not None
 
 
 def resolve_compile(mode: str) -> bool:
@@ -327,9 +325,10 @@ class StancePredictor:
         quantize_encoder(self.network.encoder)
         self.precision = "int8"
 
-    def compile(self) -> None:
+    def compile(self, attention: str | None = None) -> None:
         """Compile the encoder with torch.compile (inductor, dynamic shapes) for CPU scoring, and run one warm-up
         batch so the compile time (20-40 s on 2 cores, less from inductor's on-disk cache) is paid here.
+        `attention` (see `model.bert.ATTENTIONS`) overrides the default: "fused" where its kernel builds, else "eager".
 
         Scoring goes on eagerly until the compiled encoder is installed at the end, so a server can call this in
         a background thread while it serves.
@@ -339,8 +338,9 @@ class StancePredictor:
         self.compile_status = "compiling"
         try:
             encoder = self.network.encoder
-            # Plain matmul-and-softmax attention compiles into faster code than SDPA's kernel at these short lengths.
-            encoder.set_attention("eager")
+            # Our fused kernel where it builds, else plain matmul-and-softmax attention, which compiles into faster
+            # code than SDPA's kernel at these short lengths.
+            encoder.set_attention(attention or ("fused" if fused_attention.available() else "eager"))
             compiled = torch.compile(encoder.forward, dynamic=True)
             # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
             with torch.inference_mode(), self._autocast():
@@ -357,6 +357,11 @@ class StancePredictor:
     @property
     def compiled(self) -> bool:
         return self.compile_status == "compiled"
+
+    @property
+    def attention(self) -> str:
+        """The encoder's attention (`model.bert.ATTENTIONS`): "sdpa" eagerly, "fused" or "eager" once compiled."""
+        return self.network.encoder.attention
 
     def to(self, device: str | torch.device) -> StancePredictor:
         """Move the network to `device` ("cpu", "cuda", "cuda:1", …); scoring then runs there."""

@@ -379,7 +379,12 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
             "labels": {"stance": config.stance_labels, "sentiment": config.sentiment_labels},
             "input_format": config.input_format,
             "max_length": config.max_length,
-            "runtime": {"precision": current.precision, "compile": current.compile_status, "cpu": cpu_features()},
+            "runtime": {
+                "precision": current.precision,
+                "compile": current.compile_status,
+                "attention": current.attention,
+                "cpu": cpu_features(),
+            },
             "training_data": training.get("data"),
             "metrics": {k: v for k, v in metrics_file.items() if k != "history"},
             "limits": settings.limits(),

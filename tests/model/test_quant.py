@@ -190,6 +190,8 @@ def test_the_compiled_default_matches_eager_and_compiles_once(tiny_model_dir):
     compiled = StancePredictor.load(tiny_model_dir, precision="auto", compile="on")
     warm_up_graphs = counters["stats"]["unique_graphs"]
     assert compiled.compiled and compiled.precision == precision and not eager.compiled
+    # The fused attention kernel, which builds wherever torch.compile's own kernels do.
+    assert (compiled.attention, eager.attention) == ("fused", "sdpa")
     # The compiled path pads to each batch's longest item, the eager path to a multiple of 8 (PAD_MULTIPLE).
     assert (compiled.pad_multiple, eager.pad_multiple) == (COMPILED_PAD_MULTIPLE, PAD_MULTIPLE) == (1, 8)
     # The compiled path cuts batches by token count (up to 256 pairs), the eager path into 32 pairs.

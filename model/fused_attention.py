@@ -1,0 +1,115 @@
+"""Fused CPU self-attention for the compiled scoring path: `model/kernels/attention.cpp`, built once per CPU with
+the machine's C++ compiler (as torch.compile's inductor builds its own kernels) and called through a torch custom
+op, which a compiled graph calls as one opaque kernel.
+
+At our lengths (30-40 tokens, head size 32) the compiled matmul-softmax-matmul graph spends most of its time in
+small batched matmuls, a separate softmax pass and transposes of the heads; the kernel does the whole attention
+of one (sequence, head) in registers and reads the projections in place (benchmarks/PROFILE.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).resolve().parent / "kernels" / "attention.cpp"
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+BUILD_TIMEOUT_S = 120
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler to build CPU kernels with: $CXX, else g++, c++ or clang++ on the PATH; None if none."""
+    for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
+        if name and (found := shutil.which(name)):
+            return found
+    return None
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept, like inductor's /tmp/torchinductor_$USER; $STANCE_KERNEL_CACHE wins."""
+    if configured := os.environ.get("STANCE_KERNEL_CACHE"):
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"actor_stance_kernels_{os.getuid()}"
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: the CPU's model and flags (Linux), else the platform's name."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+
+
+def build(compiler: str, source: Path = SOURCE) -> Path:
+    """The shared library of `source` for this CPU, compiled unless the cache has it; raises OSError or
+    subprocess.SubprocessError when it cannot be built."""
+    key = hashlib.sha256("\0".join([source.read_text(), compiler, *FLAGS, _cpu_signature()]).encode()).hexdigest()
+    folder = cache_dir()
+    library = folder / f"{source.stem}-{key[:20]}.so"
+    if library.exists():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    # Built under a unique name and renamed, so processes building at once never load a half-written file.
+    partial = folder / f"{library.stem}.{os.getpid()}.partial.so"
+    try:
+        subprocess.run(
+            [compiler, *FLAGS, str(source), "-o", str(partial)], check=True, capture_output=True, timeout=BUILD_TIMEOUT_S
+        )
+        partial.replace(library)
+    finally:
+        partial.unlink(missing_ok=True)
+    return library
+
+
+@functools.cache
+def _kernel() -> Callable[..., None] | None:
+    compiler = cxx_compiler()
+    if compiler is None:
+        return None
+    try:
+        function = ctypes.CDLL(str(build(compiler))).stance_attention
+    except (OSError, subprocess.SubprocessError, AttributeError):
+        return None
+    function.restype = None
+    function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int]
+    return function
+
+
+def available() -> bool:
+    """Whether the kernel is built and loaded (the first call builds it, about a second, or loads it from the cache)."""
+    return _kernel() is not None
+
+
+@torch.library.custom_op("stance::attention", mutates_args=())
+def attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, heads: int, scale: float
+) -> torch.Tensor:
+    """softmax(query · keyᵀ · scale + mask) · value per head, for fp32 [batch, length, heads × head_size] projections
+    and an additive [batch, length] key mask (0 where attended); the output has the projections' layout."""
+    kernel = _kernel()
+    if kernel is None:
+        raise RuntimeError("the fused attention kernel is not available (see model.fused_attention.available)")
+    batch, length, width = query.shape
+    tensors = [t.contiguous() for t in (query, key, value, mask.reshape(batch, length).to(query.dtype))]
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+        raise ValueError("fused attention takes fp32 CPU tensors")
+    out = torch.empty_like(tensors[0])
+    kernel(*(t.data_ptr() for t in tensors), out.data_ptr(), batch, length, heads, width // heads, scale, torch.get_num_threads())
+    return out
+
+
+@attention.register_fake
+def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
+    return torch.empty_like(query)

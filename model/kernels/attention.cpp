@@ -1,0 +1,167 @@
+// Self-attention for short sequences on the CPU, in one pass per (sequence, head): scores, scale, additive key
+// mask, softmax and the weighted sum of values, reading queries, keys and values in their [batch, length,
+// heads * head_size] layout and writing the output in it. At 30-40 tokens and a head size of 32 this is about twice
+// as fast as the compiled matmul-softmax-matmul graph (benchmarks/PROFILE.md). Built and loaded by
+// model/fused_attention.py; fp32 throughout, with GCC/Clang vector types (AVX-512, AVX2 or NEON by -march=native).
+#include <cstdint>
+#include <cmath>
+#include <vector>
+
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+constexpr int W = 16;
+
+static inline vf splat(float x) { return vf{} + x; }
+
+// e^x, with a relative error of about 2e-7; 0 below -87.
+static inline vf vexp(vf x) {
+    const vi underflow = x < splat(-87.0f);
+    x = x < splat(-87.0f) ? splat(-87.0f) : x;
+    x = x > splat(88.0f) ? splat(88.0f) : x;
+    vf n = x * splat(1.44269504088896341f) + splat(12582912.0f);
+    n = n - splat(12582912.0f);
+    vf r = x - n * splat(0.693359375f) + n * splat(2.12194440e-4f);
+    vf p = splat(1.9875691500e-4f);
+    p = p * r + splat(1.3981999507e-3f);
+    p = p * r + splat(8.3334519073e-3f);
+    p = p * r + splat(4.1665795894e-2f);
+    p = p * r + splat(1.6666665459e-1f);
+    p = p * r + splat(5.0000001201e-1f);
+    p = p * r * r + r + splat(1.0f);
+    vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+    vf scale;
+    __builtin_memcpy(&scale, &bits, sizeof scale);
+    vf out = p * scale;
+    vi outbits;
+    __builtin_memcpy(&outbits, &out, sizeof out);
+    outbits &= ~underflow;
+    __builtin_memcpy(&out, &outbits, sizeof out);
+    return out;
+}
+
+typedef float vh __attribute__((vector_size(32)));
+
+// Halves of a vector, for reductions in log steps rather than lane by lane.
+static inline void halves(vf x, vh& lo, vh& hi) {
+    __builtin_memcpy(&lo, &x, sizeof lo);
+    __builtin_memcpy(&hi, reinterpret_cast<const char*>(&x) + sizeof lo, sizeof hi);
+}
+
+static inline float hmax(vf x) {
+    vh lo, hi;
+    halves(x, lo, hi);
+    const vh m = lo > hi ? lo : hi;
+    float out = m[0];
+    for (int i = 1; i < W / 2; ++i) out = m[i] > out ? m[i] : out;
+    return out;
+}
+
+static inline float hsum(vf x) {
+    vh lo, hi;
+    halves(x, lo, hi);
+    const vh t = lo + hi;
+    return ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+}
+
+static inline vf loadv(const float* p) {
+    vf x;
+    __builtin_memcpy(&x, p, sizeof x);
+    return x;
+}
+
+static inline void storev(float* p, vf x) { __builtin_memcpy(p, &x, sizeof x); }
+
+// One (sequence, head). HS is the head size where it is a multiple of the vector width, 0 for any other; R query
+// rows go together, so that each key and value vector loaded serves R of them.
+constexpr int R = 4;
+
+template <int HS>
+static void one_head(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t length,
+                     int64_t row, int64_t head_size, float scale, vf* kt, vf* s, vf* keymask) {
+    const int64_t blocks = (length + W - 1) / W;
+    const int64_t hs = HS ? HS : head_size;
+    for (int64_t c = 0; c < blocks; ++c) {
+        for (int l = 0; l < W; ++l) {
+            const int64_t j = c * W + l;
+            keymask[c][l] = j < length ? mask[j] : -INFINITY;
+        }
+    }
+    float* ktf = reinterpret_cast<float*>(kt);
+    for (int64_t d = 0; d < hs; ++d) {
+        for (int64_t j = length; j < blocks * W; ++j) ktf[d * blocks * W + j] = 0.0f;
+    }
+    for (int64_t j = 0; j < length; ++j) {
+        for (int64_t d = 0; d < hs; ++d) ktf[d * blocks * W + j] = k[j * row + d];
+    }
+    const vf vscale = splat(scale);
+    for (int64_t i0 = 0; i0 < length; i0 += R) {
+        const int rows = length - i0 < R ? int(length - i0) : R;
+        const float* qi[R];
+        for (int r = 0; r < R; ++r) qi[r] = q + (i0 + (r < rows ? r : 0)) * row;
+        float inv[R];
+        for (int64_t c = 0; c < blocks; ++c) {
+            vf acc[R] = {};
+            for (int64_t d = 0; d < hs; ++d) {
+                const vf kd = kt[d * blocks + c];
+                for (int r = 0; r < R; ++r) acc[r] += splat(qi[r][d]) * kd;
+            }
+            for (int r = 0; r < R; ++r) s[r * blocks + c] = acc[r] * vscale + keymask[c];
+        }
+        for (int r = 0; r < R; ++r) {
+            vf* sr = s + r * blocks;
+            vf mv = sr[0];
+            for (int64_t c = 1; c < blocks; ++c) mv = sr[c] > mv ? sr[c] : mv;
+            const vf m = splat(hmax(mv));
+            vf total = {};
+            for (int64_t c = 0; c < blocks; ++c) {
+                sr[c] = vexp(sr[c] - m);
+                total += sr[c];
+            }
+            inv[r] = 1.0f / hsum(total);
+        }
+        const float* p = reinterpret_cast<const float*>(s);
+        const int64_t pstride = blocks * W;
+        if constexpr (HS > 0) {
+            vf o[R][HS / W] = {};
+            for (int64_t j = 0; j < length; ++j) {
+                vf vj[HS / W];
+                for (int e = 0; e < HS / W; ++e) vj[e] = loadv(v + j * row + e * W);
+                for (int r = 0; r < R; ++r) {
+                    const vf pj = splat(p[r * pstride + j]);
+                    for (int e = 0; e < HS / W; ++e) o[r][e] += pj * vj[e];
+                }
+            }
+            for (int r = 0; r < rows; ++r) {
+                for (int e = 0; e < HS / W; ++e) storev(out + (i0 + r) * row + e * W, o[r][e] * inv[r]);
+            }
+        } else {
+            for (int r = 0; r < rows; ++r) {
+                float* oi = out + (i0 + r) * row;
+                for (int64_t d = 0; d < hs; ++d) {
+                    float acc = 0.0f;
+                    for (int64_t j = 0; j < length; ++j) acc += p[r * pstride + j] * v[j * row + d];
+                    oi[d] = acc * inv[r];
+                }
+            }
+        }
+    }
+}
+
+extern "C" void stance_attention(const float* q, const float* k, const float* v, const float* mask, float* out,
+                                 int64_t batch, int64_t length, int64_t heads, int64_t head_size, float scale,
+                                 int threads) {
+    const int64_t blocks = (length + W - 1) / W;
+    const int64_t row = heads * head_size;
+#pragma omp parallel num_threads(threads)
+    {
+        std::vector<vf> kt(head_size * blocks), s(R * blocks), keymask(blocks);
+#pragma omp for schedule(static)
+        for (int64_t bh = 0; bh < batch * heads; ++bh) {
+            const int64_t b = bh / heads, h = bh % heads;
+            const int64_t at = b * length * row + h * head_size;
+            auto run = head_size == 16 ? one_head<16> : head_size == 32 ? one_head<32> : head_size == 64 ? one_head<64> : one_head<0>;
+            run(q + at, k + at, v + at, mask + b * length, out + at, length, row, head_size, scale, kt.data(), s.data(),
+                keymask.data());
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import shutil
+import subprocess
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import BertConfig
+
+from model import fused_attention
+from model.bert import BertEncoder
+
+needs_compiler = pytest.mark.skipif(fused_attention.cxx_compiler() is None, reason="the kernel needs a C++ compiler")
+
+
+def reference(query, key, value, mask, heads, scale):
+    """Attention as model.bert's eager path computes it, on [batch, length, width] projections."""
+    batch, length, width = query.shape
+    split = [x.view(batch, length, heads, -1).transpose(1, 2) for x in (query, key, value)]
+    scores = split[0] @ split[1].transpose(2, 3) * scale + mask.view(batch, 1, 1, length)
+    return (F.softmax(scores, dim=-1) @ split[2]).transpose(1, 2).reshape(batch, length, width)
+
+
+def projections(batch, length, heads, head_size, seed=0):
+    torch.manual_seed(seed)
+    q, k, v = (torch.randn(batch, length, heads * head_size) * 2 for _ in range(3))
+    lengths = torch.randint(1, length + 1, (batch,))
+    lengths[0] = length
+    keep = torch.arange(length)[None, :] < lengths[:, None]
+    mask = torch.zeros(batch, length).masked_fill(~keep, torch.finfo(torch.float32).min)
+    return q, k, v, mask, keep
+
+
+@needs_compiler
+def test_the_kernel_builds_where_a_compiler_is_found():
+    assert fused_attention.available()
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    ("batch", "length", "heads", "head_size"),
+    [(5, 37, 12, 32), (3, 16, 2, 16), (4, 130, 4, 64), (3, 11, 3, 8), (1, 1, 2, 32), (2, 7, 1, 20)],
+)
+def test_the_kernel_equals_eager_attention_on_attended_rows(batch, length, heads, head_size):
+    # Head sizes 16, 32 and 64 take the vector path, 8 and 20 the general one; lengths cross the vector width.
+    q, k, v, mask, keep = projections(batch, length, heads, head_size)
+    scale = head_size**-0.5
+    ours = fused_attention.attention(q, k, v, mask, heads, scale)
+    expected = reference(q, k, v, mask, heads, scale)
+    assert ours.shape == expected.shape and ours.is_contiguous()
+    # Rows of padded queries are computed too (they are masked downstream), so every row must match.
+    assert torch.allclose(ours, expected, atol=2e-5, rtol=1e-5)
+    assert keep.any()
+
+
+@needs_compiler
+def test_masked_keys_get_no_weight():
+    q, k, v, mask, keep = projections(2, 20, 2, 16)
+    out = fused_attention.attention(q, k, v, mask, 2, 0.25)
+    v_changed = v.clone()
+    v_changed[~keep] = 1e6  # values of padded keys must not reach any output
+    assert torch.equal(fused_attention.attention(q, k, v_changed, mask, 2, 0.25), out)
+
+
+@needs_compiler
+def test_the_kernel_takes_fp32_only():
+    q, k, v, mask, _ = projections(2, 5, 2, 16)
+    with pytest.raises(ValueError, match="fused attention takes fp32 CPU tensors"):
+        fused_attention.attention(q.double(), k.double(), v.double(), mask.double(), 2, 0.25)
+
+
+CONFIG = dict(vocab_size=500, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def encoders() -> tuple[BertEncoder, BertEncoder]:
+    torch.manual_seed(0)
+    fused = BertEncoder(BertConfig(**CONFIG))
+    eager = BertEncoder(BertConfig(**CONFIG))
+    eager.load_state_dict(fused.state_dict())
+    fused.set_attention("fused")
+    eager.set_attention("eager")
+    return fused, eager
+
+
+def inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    ids = torch.randint(5, 500, (3, 19))
+    mask = torch.ones_like(ids)
+    mask[1, 12:] = 0
+    mask[2, 3:] = 0
+    return ids, mask
+
+
+@needs_compiler
+def test_an_encoder_with_fused_attention_scores_as_eager():
+    fused, eager = (e.eval() for e in encoders())
+    ids, mask = inputs()
+    with torch.inference_mode():
+        ours, expected = fused(ids, mask).last_hidden_state, eager(ids, mask).last_hidden_state
+    attended = mask.bool()
+    assert torch.allclose(ours[attended], expected[attended], atol=1e-5)
+
+
+def test_training_and_bf16_autocast_fall_back_to_eager_attention():
+    fused, eager = encoders()
+    ids, mask = inputs()
+    torch.manual_seed(2)
+    trained = fused(ids, mask).last_hidden_state  # dropout on: the kernel has no backward, eager serves
+    torch.manual_seed(2)
+    assert torch.equal(trained, eager(ids, mask).last_hidden_state)
+    fused.eval()
+    eager.eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(fused(ids, mask).last_hidden_state, eager(ids, mask).last_hidden_state)
+
+
+@needs_compiler
+def test_a_built_kernel_is_kept_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("STANCE_KERNEL_CACHE", str(tmp_path))
+    compiler = fused_attention.cxx_compiler()
+    library = fused_attention.build(compiler)
+    assert library.parent == tmp_path and library.suffix == ".so"
+    assert [p.name for p in tmp_path.iterdir()] == [library.name]  # no partial file left behind
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("the cached library should have been used")
+
+    monkeypatch.setattr(subprocess, "run", no_compiler)
+    assert fused_attention.build(compiler) == library
+
+
+def test_a_kernel_that_cannot_be_built_leaves_eager_attention(tmp_path, monkeypatch):
+    monkeypatch.setenv("STANCE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused_attention, "cxx_compiler", lambda: shutil.which("false"))
+    fused_attention._kernel.cache_clear()
+    try:
+        assert not fused_attention.available()
+        assert list(tmp_path.iterdir()) == []
+        q, k, v, mask, _ = projections(2, 5, 2, 16)
+        with pytest.raises(RuntimeError, match="the fused attention kernel is not available"):
+            fused_attention.attention(q, k, v, mask, 2, 0.25)
+    finally:
+        fused_attention._kernel.cache_clear()
