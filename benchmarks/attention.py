@@ -23,7 +23,7 @@ import torch
 from inference import RESULTS, cpu_model, sample_pairs
 
 from model import StancePredictor, default_model_path
-from model.predictor import DEFAULT_PRECISION, cpu_features
+from model.predictor import DEFAULT_PRECISION, cpu_features, resolve_precision
 
 VARIANTS = ("fused", "eager")
 
@@ -33,7 +33,7 @@ def child(attention: str, pairs: int, passes: int, threads: int) -> None:
     torch.set_num_threads(threads)
     sample = sample_pairs(pairs, seed=0)
     started = time.perf_counter()
-    predictor = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, "off")
+    predictor = StancePredictor.load(default_model_path(), resolve_precision(DEFAULT_PRECISION, compiled=True), "off")
     predictor.compile(attention)
     compile_s = time.perf_counter() - started
     labels = predictor.stance_logits(sample).argmax(-1).tolist()  # also the warm-up
@@ -42,8 +42,8 @@ def child(attention: str, pairs: int, passes: int, threads: int) -> None:
         started = time.perf_counter()
         predictor.stance_logits(sample)
         seconds.append(time.perf_counter() - started)
-    attention_used = predictor.network.encoder.attention
-    print(json.dumps({"attention": attention_used, "compile_s": compile_s, "pass_s": seconds, "labels": labels}))
+    facts = {"attention": predictor.attention, "precision": predictor.precision, "compile_s": compile_s}
+    print(json.dumps({**facts, "pass_s": seconds, "labels": labels}))
 
 
 def main() -> None:
@@ -77,7 +77,7 @@ def main() -> None:
     out = {
         "pairs": args.pairs,
         "source": "newsmtsc/train.jsonl, random.Random(0).sample",
-        "precision": DEFAULT_PRECISION,
+        "precision": {name: rs[0]["precision"] for name, rs in runs.items()},
         "threads": args.threads,
         "rounds": args.rounds,
         "passes_per_process": args.passes,

@@ -1,7 +1,7 @@
 """Where the compiled encoder's time goes: a torch profiler run of the default scoring path over sampled NewsMTSC
 pairs, with inductor's kernel profiling on, so each fused kernel has its own row.
 
-    .venv/bin/python benchmarks/profile_compiled.py [--pairs 2000] [--threads 2] [--top 12] [--out FILE]
+    .venv/bin/python benchmarks/profile_compiled.py [--pairs 2000] [--threads 2] [--top 12] [--attention fused|eager] [--out FILE]
 
 Kernel times are summed inside one pass, so they drift less between variants than whole-pass pairs/s do. Writes
 the --top kernels by self time (seconds, calls, share of the profiled total), the profiled pass and the machine to
@@ -21,7 +21,7 @@ from inference import RESULTS, cpu_model, sample_pairs
 from torch.profiler import ProfilerActivity, profile
 
 from model import StancePredictor, default_model_path
-from model.predictor import DEFAULT_PRECISION, cpu_features
+from model.predictor import DEFAULT_PRECISION, cpu_features, resolve_precision
 
 
 def main() -> None:
@@ -29,12 +29,14 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--attention", choices=("fused", "eager"), help="default: the compiled path's own choice")
     parser.add_argument("--out", type=Path, default=RESULTS / "profile_compiled.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     inductor_config.cpp.enable_kernel_profile = True
     pairs = sample_pairs(args.pairs, seed=0)
-    predictor = StancePredictor.load(default_model_path(), DEFAULT_PRECISION, "on")
+    predictor = StancePredictor.load(default_model_path(), resolve_precision(DEFAULT_PRECISION, compiled=True), "off")
+    predictor.compile(args.attention)
     predictor.stance_probabilities(pairs)  # warm-up: compiles for the sample's shapes
     started = time.perf_counter()
     predictor.stance_probabilities(pairs)
@@ -47,6 +49,7 @@ def main() -> None:
         "pairs": len(pairs),
         "source": "newsmtsc/train.jsonl, random.Random(0).sample",
         "precision": predictor.precision,
+        "attention": predictor.attention,
         "threads": args.threads,
         "pass_s_unprofiled": round(unprofiled, 3),
         "profiled_total_s": round(total / 1e6, 3),

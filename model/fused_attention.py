@@ -36,9 +36,7 @@ def cxx_compiler() -> str | None:
 
 
 def cache_dir() -> Path:
-    """Where built kernels are kept, like inductor's /tmp/torchinductor_$USER; $STANCE_KERNEL_CACHE wins."""
-    if configured := os.environ.get("STANCE_KERNEL_CACHE"):
-        return Path(configured)
+    """Where built kernels are kept, like inductor's /tmp/torchinductor_$USER (under $TMPDIR where it is set)."""
     return Path(tempfile.gettempdir()) / f"actor_stance_kernels_{os.getuid()}"
 
 

@@ -115,7 +115,7 @@ def test_training_and_bf16_autocast_fall_back_to_eager_attention():
 
 @needs_compiler
 def test_a_built_kernel_is_kept_and_reused(tmp_path, monkeypatch):
-    monkeypatch.setenv("STANCE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
     compiler = fused_attention.cxx_compiler()
     library = fused_attention.build(compiler)
     assert library.parent == tmp_path and library.suffix == ".so"
@@ -129,7 +129,7 @@ def test_a_built_kernel_is_kept_and_reused(tmp_path, monkeypatch):
 
 
 def test_a_kernel_that_cannot_be_built_leaves_eager_attention(tmp_path, monkeypatch):
-    monkeypatch.setenv("STANCE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(fused_attention, "cxx_compiler", lambda: shutil.which("false"))
     fused_attention._kernel.cache_clear()
     try:
