@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/attention.py [--pairs 2000] [--rounds 3] [--passes 5] [--threads 2] [--out FILE]
 
-Each variant runs in its own process, in turns, round after round: two compiled encoders in one process time
-differently from either alone (benchmarks/PROFILE.md). A process loads and compiles its variant, scores the pairs
+Each variant runs in its own process, in turns, round after round, so that neither's compiled graphs, caches or
+memory touch the other's timing. A process loads and compiles its variant, scores the pairs
 once to warm up and then --passes times; its figure is the median pass. The ratio is the median over rounds of
 fused ÷ eager pairs/s. Also records how many pairs each variant labels as the exact fp32 path does. Writes
 benchmarks/results/attention.json.
