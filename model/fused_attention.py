@@ -59,8 +59,10 @@ def build(compiler: str, source: Path = SOURCE) -> Path:
     if library.exists():
         return library
     folder.mkdir(parents=True, exist_ok=True)
-    # Built under a unique name and renamed, so processes building at once never load a half-written file.
-    partial = folder / f"{library.stem}.{os.getpid()}.partial.so"
+    # Built under a unique name and renamed, so processes or threads building at once never load a half-written file.
+    handle, name = tempfile.mkstemp(prefix=f"{library.stem}.", suffix=".partial.so", dir=folder)
+    os.close(handle)
+    partial = Path(name)
     try:
         subprocess.run(
             [compiler, *FLAGS, str(source), "-o", str(partial)], check=True, capture_output=True, timeout=BUILD_TIMEOUT_S
