@@ -135,8 +135,10 @@ class Layers(nn.Module):
 class BertEncoder(nn.Module):
     """BERT's embeddings and layers; `forward(...).last_hidden_state` as from `BertModel(add_pooling_layer=False)`.
 
-    `attention` is "sdpa" (torch's fused kernel, as transformers uses by default) or "eager" (matmul and softmax,
-    which compiles into faster code at our lengths; `StancePredictor.compile` switches to it).
+    `attention` is "sdpa" (torch's fused kernel, as transformers uses by default), "eager" (matmul and softmax,
+    which compiles into faster code at our lengths) or "fused" (`model.fused_attention`, our CPU kernel, for fp32
+    scoring; eager attention serves in training and under bf16). `StancePredictor.compile` picks fused where its
+    kernel builds, else eager.
     """
 
     def __init__(self, config: BertConfig) -> None:
