@@ -50,10 +50,10 @@ def _cpu_signature() -> str:
     return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
 
 
-def build(compiler: str, source: Path = SOURCE) -> Path:
+def build(compiler: str, source: Path = SOURCE, flags: tuple[str, ...] = FLAGS) -> Path:
     """The shared library of `source` for this CPU, compiled unless the cache has it; raises OSError or
     subprocess.SubprocessError when it cannot be built."""
-    key = hashlib.sha256("\0".join([source.read_text(), compiler, *FLAGS, _cpu_signature()]).encode()).hexdigest()
+    key = hashlib.sha256("\0".join([source.read_text(), compiler, *flags, _cpu_signature()]).encode()).hexdigest()
     folder = cache_dir()
     library = folder / f"{source.stem}-{key[:20]}.so"
     if library.exists():
@@ -65,12 +65,20 @@ def build(compiler: str, source: Path = SOURCE) -> Path:
     partial = Path(name)
     try:
         subprocess.run(
-            [compiler, *FLAGS, str(source), "-o", str(partial)], check=True, capture_output=True, timeout=BUILD_TIMEOUT_S
+            [compiler, *flags, str(source), "-o", str(partial)], check=True, capture_output=True, timeout=BUILD_TIMEOUT_S
         )
         partial.replace(library)
     finally:
         partial.unlink(missing_ok=True)
     return library
+
+
+def bind(library: Path) -> Callable[..., None]:
+    """The kernel's C function in a built library; raises OSError or AttributeError if it cannot be loaded."""
+    function = ctypes.CDLL(str(library)).stance_attention
+    function.restype = None
+    function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int]
+    return function
 
 
 @functools.cache
@@ -79,17 +87,33 @@ def _kernel() -> Callable[..., None] | None:
     if compiler is None:
         return None
     try:
-        function = ctypes.CDLL(str(build(compiler))).stance_attention
+        return bind(build(compiler))
     except (OSError, subprocess.SubprocessError, AttributeError):
         return None
-    function.restype = None
-    function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int]
-    return function
 
 
 def available() -> bool:
     """Whether the kernel is built and loaded (the first call builds it, about a second, or loads it from the cache)."""
     return _kernel() is not None
+
+
+def run(
+    kernel: Callable[..., None],
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor,
+    heads: int,
+    scale: float,
+) -> torch.Tensor:
+    """`kernel` (from `bind`) on the inputs of `attention`."""
+    batch, length, width = query.shape
+    tensors = [t.contiguous() for t in (query, key, value, mask.reshape(batch, length).to(query.dtype))]
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+        raise ValueError("fused attention takes fp32 CPU tensors")
+    out = torch.empty_like(tensors[0])
+    kernel(*(t.data_ptr() for t in tensors), out.data_ptr(), batch, length, heads, width // heads, scale, torch.get_num_threads())
+    return out
 
 
 @torch.library.custom_op("stance::attention", mutates_args=())
@@ -101,13 +125,7 @@ def attention(
     kernel = _kernel()
     if kernel is None:
         raise RuntimeError("the fused attention kernel is not available (see model.fused_attention.available)")
-    batch, length, width = query.shape
-    tensors = [t.contiguous() for t in (query, key, value, mask.reshape(batch, length).to(query.dtype))]
-    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
-        raise ValueError("fused attention takes fp32 CPU tensors")
-    out = torch.empty_like(tensors[0])
-    kernel(*(t.data_ptr() for t in tensors), out.data_ptr(), batch, length, heads, width // heads, scale, torch.get_num_threads())
-    return out
+    return run(kernel, query, key, value, mask, heads, scale)
 
 
 @attention.register_fake

@@ -1,3 +1,4 @@
+import platform
 import shutil
 import subprocess
 
@@ -50,6 +51,21 @@ def test_the_kernel_equals_eager_attention_on_attended_rows(batch, length, heads
     # Rows of padded queries are computed too (they are masked downstream), so every row must match.
     assert torch.allclose(ours, expected, atol=2e-5, rtol=1e-5)
     assert keep.any()
+
+
+@needs_compiler
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
+@pytest.mark.parametrize("narrower", [("-mno-avx512f",), ("-mno-avx",)], ids=["8 lanes (AVX2)", "4 lanes (SSE)"])
+def test_builds_for_narrower_vectors_compute_the_same(tmp_path, monkeypatch, narrower):
+    # What CPUs without AVX-512 (or AVX) run: the lane count follows the vector extensions the build targets.
+    monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
+    kernel = fused_attention.bind(
+        fused_attention.build(fused_attention.cxx_compiler(), flags=(*fused_attention.FLAGS, *narrower))
+    )
+    for batch, length, heads, head_size in [(5, 37, 12, 32), (3, 11, 3, 8), (2, 70, 2, 16)]:
+        q, k, v, mask, _ = projections(batch, length, heads, head_size)
+        expected = reference(q, k, v, mask, heads, head_size**-0.5)
+        assert torch.allclose(fused_attention.run(kernel, q, k, v, mask, heads, head_size**-0.5), expected, atol=2e-5, rtol=1e-5)
 
 
 @needs_compiler
