@@ -4,7 +4,7 @@ op, which a compiled graph calls as one opaque kernel.
 
 At our lengths (30-40 tokens, head size 32) the compiled matmul-softmax-matmul graph spends most of its time in
 small batched matmuls, a separate softmax pass and transposes of the heads; the kernel does the whole attention
-of one (sequence, head) in registers and reads the projections in place (benchmarks/PROFILE.md).
+of one (sequence, head) in small per-thread buffers and reads the projections in place (benchmarks/PROFILE.md).
 """
 
 from __future__ import annotations
