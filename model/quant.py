@@ -14,7 +14,12 @@ input channel c by s_c and multiplies the weights' column c by s_c, which is exa
 s_c = a_c ** ALPHA / w_c ** (1 - ALPHA): a_c = |gamma_c| + |beta_c| of that LayerNorm stands in for the
 activation range (no calibration data needed), w_c is the largest weight in column c.
 
-Two int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation around both:
+Three int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation around each:
+- "onednn": oneDNN's int8 Linear on weights packed once for it, which runs on AMX's int8 tiles where the CPU has
+  them. It takes the codes shifted to uint8 with a zero point of 128 (the same products, exactly) and scales each
+  output channel itself. On an Intel Xeon with AMX the compiled path scored 1.2x the pairs/s of "int_mm"
+  (benchmarks/results/int8_kernel.json); on an AMD EPYC without AMX it ran the feed-forward input layer at 0.4x
+  `_int_mm`'s rate (benchmarks/PROFILE.md, session 14), so it is AMX's kernel only;
 - "int_mm": `torch._int_mm` on the int8 codes, fast only with the CPU's int8 dot products (AVX512-VNNI);
 - "fbgemm": torch's quantised dynamic Linear, whose AVX2 kernels serve CPUs without them. It takes one scale per
   call, so each token is first mapped onto [-1, 1] by its own offset and scale, which leaves every token its own
@@ -36,7 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 INT8_MAX = 127
-INT8_KERNELS = ("int_mm", "fbgemm")
+INT8_KERNELS = ("onednn", "int_mm", "fbgemm")
+# The uint8 code of int8 code 0 for the "onednn" kernel.
+UINT8_ZERO = 128
 # Chosen in benchmarks/results/int8_variants*.json by the labels moved, on the shipped model, with both kernels.
 # Model 0.4.0 (session 11): 0.3 / 0.5 / 0.7 / none moved 17 / 19 / 18 / 15 of 3,583 pairs on _int_mm and
 # 29 / 29 / 41 / 44 on fbgemm, so over both kernels 0.7 (chosen on 0.2.0 and 0.3.0; 59) fell behind 0.3 (46) and
@@ -58,8 +65,28 @@ def gelu_range(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def int8_kernel() -> str:
-    """The int8 GEMM for this CPU: "int_mm" where it has int8 dot products (VNNI), else "fbgemm"."""
+    """The int8 GEMM for this CPU: "onednn" where it has AMX's int8 tiles, "int_mm" where it has int8 dot products
+    (VNNI), else "fbgemm"."""
+    if torch.cpu.get_capabilities().get("amx_int8", False):
+        return "onednn"
     return "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
+
+
+# A custom op, so that the compiled graph calls oneDNN's Linear as one opaque kernel: inductor's own lowering of
+# `onednn.qlinear_pointwise` takes only weights frozen into the graph as constants.
+@torch.library.custom_op("stance::onednn_int8_linear", mutates_args=())
+def onednn_int8_linear(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, out_features: int) -> torch.Tensor:
+    """uint8 `codes` (zero point UINT8_ZERO) times the int8 weights that `packed` holds, as float32, each output
+    channel times its `weight_scale`."""
+    zero_points = torch.zeros(out_features, dtype=torch.long)
+    return torch.ops.onednn.qlinear_pointwise(
+        codes, 1.0, UINT8_ZERO, packed, weight_scale, zero_points, None, 1.0, 0, torch.float32, "none", [None], ""
+    )
+
+
+@onednn_int8_linear.register_fake
+def _(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, out_features: int) -> torch.Tensor:
+    return codes.new_empty((codes.shape[0], out_features), dtype=torch.float32)
 
 
 class Int8Linear(nn.Module):
@@ -90,8 +117,10 @@ class Int8Linear(nn.Module):
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        # fbgemm's packed weights: a plain attribute, as they are rebuilt from the module, never saved.
+        # fbgemm's or oneDNN's packed weights: a plain attribute, as they are rebuilt from the module, never saved.
         self.packed = None
+        if self.kernel == "onednn":
+            self.packed = torch.ops.onednn.qlinear_prepack(self.weight_int8.t().contiguous(), None)
         if self.kernel == "fbgemm":
             # torch 2.13 (pinned) warns that its quantised tensor types will go in a later release; nothing to act on.
             with warnings.catch_warnings():
@@ -113,12 +142,16 @@ class Int8Linear(nn.Module):
             low, high = torch.aminmax(rows, dim=1, keepdim=True)
         offset = (high + low) / 2
         half = ((high - low) / 2).clamp(min=torch.finfo(torch.float32).tiny)
-        if self.packed is None:
+        if self.kernel != "fbgemm":
             scale = half / INT8_MAX
             # Clamped as a GELU output may pass `gelu_range`'s bounds in the last bit.
-            codes = torch.round((rows - offset) / scale).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
-            out = torch._int_mm(codes, self.weight_int8).float()
-            out = out * scale * self.weight_scale
+            codes = torch.round((rows - offset) / scale).clamp(-INT8_MAX, INT8_MAX)
+            if self.kernel == "int_mm":
+                out = torch._int_mm(codes.to(torch.int8), self.weight_int8).float()
+                out = out * scale * self.weight_scale
+            else:
+                uint8 = (codes + UINT8_ZERO).to(torch.uint8)
+                out = onednn_int8_linear(uint8, self.packed, self.weight_scale, self.out_features) * scale
         else:
             # Clamped so that every batch spans exactly [-1, 1], which fixes fbgemm's one scale (see the docstring).
             unit = ((rows - offset) / half).clamp(-1.0, 1.0)

@@ -18,12 +18,17 @@ from model.predictor import (
 from model.quant import GELU_FLOOR, INT8_KERNELS, Int8Linear, gelu_range, int8_kernel, quantize_encoder, smoothing
 
 
+# oneDNN's int8 kernels without VNNI sum byte products in 16 bits, which can saturate on full-range codes; "onednn"
+# is AMX's kernel only (int8_kernel), so it is tested where the CPU has VNNI at least.
+KERNELS = [k for k in INT8_KERNELS if k != "onednn" or torch.cpu._is_vnni_supported()]
+
+
 def _linear(seed: int = 0) -> nn.Linear:
     torch.manual_seed(seed)
     return nn.Linear(48, 40)
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_int8_linear_is_close_to_fp32(kernel):
     linear = _linear()
     x = torch.randn(3, 7, 48)
@@ -32,7 +37,7 @@ def test_int8_linear_is_close_to_fp32(kernel):
     assert (quantised - exact).norm() / exact.norm() < 0.02
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_a_tokens_result_does_not_depend_on_its_batch(kernel):
     # One scale per token: padding or other pairs in the batch cannot move a token's result.
     layer = Int8Linear(_linear(), kernel=kernel)
@@ -41,7 +46,7 @@ def test_a_tokens_result_does_not_depend_on_its_batch(kernel):
     assert torch.equal(layer(x)[0], layer(big)[0])
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_the_per_token_offset_spends_the_steps_on_the_range_a_token_uses(kernel):
     # Values around 5 that vary by 0.01: one scale from zero would leave them a handful of steps.
     layer = Int8Linear(_linear(), kernel=kernel)
@@ -50,7 +55,7 @@ def test_the_per_token_offset_spends_the_steps_on_the_range_a_token_uses(kernel)
     assert (layer(x) - (x @ dequantised + layer.bias)).abs().max() < 2e-3  # 0.04 a step without the offset
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_smoothing_is_exact_before_rounding(kernel):
     linear = _linear()
     smooth = torch.rand(48) + 0.5
@@ -64,16 +69,34 @@ def test_smoothing_is_exact_before_rounding(kernel):
     assert (layer(x) - linear(x)).norm() / linear(x).norm() < 0.02
 
 
-def test_both_kernels_give_nearly_the_same_result_and_the_cpu_picks_one():
+def test_the_kernels_give_nearly_the_same_result_and_the_cpu_picks_one():
     linear = _linear()
     x = torch.randn(6, 48)
-    int_mm, fbgemm = (Int8Linear(linear, kernel=k)(x) for k in INT8_KERNELS)
+    out = {k: Int8Linear(linear, kernel=k)(x) for k in KERNELS}
     # fbgemm keeps 7 bits of each token (128 steps against 255), so the two differ by about one of its steps.
-    assert (int_mm - fbgemm).norm() / int_mm.norm() < 0.02
-    assert int8_kernel() == ("int_mm" if torch.cpu._is_vnni_supported() else "fbgemm")
+    assert (out["int_mm"] - out["fbgemm"]).norm() / out["int_mm"].norm() < 0.02
+    if "onednn" in out:
+        # The same codes and the same integer products; only the order of the two float scalings differs.
+        assert torch.allclose(out["onednn"], out["int_mm"], rtol=1e-5, atol=1e-5)
+    capabilities = torch.cpu.get_capabilities()
+    expected = "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
+    assert int8_kernel() == ("onednn" if capabilities.get("amx_int8") else expected)
     assert "kernel=" + int8_kernel() in repr(Int8Linear(linear))
-    with pytest.raises(ValueError, match=r"kernel must be one of \('int_mm', 'fbgemm'\), not 'avx'"):
+    with pytest.raises(ValueError, match=r"kernel must be one of \('onednn', 'int_mm', 'fbgemm'\), not 'avx'"):
         Int8Linear(linear, kernel="avx")
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "expected"),
+    [
+        ({"amx_int8": True, "avx512_vnni": True}, "onednn"),
+        ({"amx_int8": False, "avx512_vnni": True}, "int_mm"),
+        ({"avx512_vnni": False}, "fbgemm"),
+    ],
+)
+def test_the_int8_kernel_follows_the_cpu(monkeypatch, capabilities, expected):
+    monkeypatch.setattr("torch.cpu.get_capabilities", lambda: capabilities)
+    assert int8_kernel() == expected
 
 
 @pytest.mark.parametrize(
@@ -103,7 +126,7 @@ def test_gelu_floor_is_just_below_gelus_lowest_value():
     assert GELU_FLOOR < nn.functional.gelu(x).min().item() < GELU_FLOOR + 1e-4
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_a_gelu_input_layer_is_gelu_then_the_layer(kernel):
     linear = _linear()
     x = 2 * torch.randn(5, 48)
@@ -204,7 +227,7 @@ def test_the_compiled_default_matches_eager_and_compiles_once(tiny_model_dir):
     # Batches of one and of other widths reuse the warm-up's graphs instead of compiling again.
     assert torch.allclose(eager.stance_probabilities(pairs[:1]), compiled.stance_probabilities(pairs[:1]), atol=1e-4)
     assert counters["stats"]["unique_graphs"] == warm_up_graphs
-    # One graph, except that fbgemm's quantised Linear is opaque to the compiler and splits it at each of the
-    # encoder's linear layers.
+    # One graph (oneDNN's Linear is a custom op inside it), except that fbgemm's quantised Linear is opaque to the
+    # compiler and splits it at each of the encoder's linear layers.
     linear_layers = sum(isinstance(m, Int8Linear) for m in compiled.network.modules())
-    assert warm_up_graphs == (1 if int8_kernel() == "int_mm" else linear_layers + 1)
+    assert warm_up_graphs == (linear_layers + 1 if int8_kernel() == "fbgemm" else 1)
