@@ -17,7 +17,6 @@ from model.predictor import (
 )
 from model.quant import GELU_FLOOR, INT8_KERNELS, Int8Linear, gelu_range, int8_kernel, quantize_encoder, smoothing
 
-
 # oneDNN's int8 kernels without VNNI sum byte products in 16 bits, which can saturate on full-range codes; "onednn"
 # is AMX's kernel only (int8_kernel), so it is tested where the CPU has VNNI at least.
 KERNELS = [k for k in INT8_KERNELS if k != "onednn" or torch.cpu._is_vnni_supported()]
