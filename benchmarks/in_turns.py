@@ -1,12 +1,15 @@
-"""The fused attention kernel against the compiled matmul-softmax-matmul graph, on the compiled default path.
+"""Two variants of the compiled default path, each in its own process, in turns: `--compare attention` times the
+fused attention kernel against the compiled matmul-softmax-matmul graph (results/attention.json), `--compare
+int8-kernel` oneDNN's prepacked int8 Linear against `torch._int_mm` (results/int8_kernel.json; model/quant.py).
 
-    .venv/bin/python benchmarks/attention.py [--pairs 2000] [--rounds 3] [--passes 5] [--threads 2] [--out FILE]
+    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel [--pairs 2000] [--rounds 3] [--passes 5]
+        [--threads 2] [--out FILE]
 
 Each variant runs in its own process, in turns, round after round, so that neither's compiled graphs, caches or
-memory touch the other's timing. A process loads and compiles its variant, scores the pairs
-once to warm up and then --passes times; its figure is the median pass. The ratio is the median over rounds of
-fused ÷ eager pairs/s. Also records how many pairs each variant labels as the exact fp32 path does. Writes
-benchmarks/results/attention.json.
+memory touch the other's timing. A process loads and compiles its variant, scores the pairs once to warm up and
+then --passes times; its figure is the median pass. The ratio is the median over rounds of the first variant's
+pairs/s over the second's. Also records how many pairs each variant labels as the exact fp32 path does, and how
+many labels the two variants give differently.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,17 +28,36 @@ from inference import RESULTS, cpu_model, sample_pairs
 
 from model import StancePredictor, default_model_path
 from model.predictor import DEFAULT_PRECISION, cpu_features, resolve_precision
+from model.quant import quantize_encoder
 
-VARIANTS = ("fused", "eager")
+
+def with_attention(attention: str) -> StancePredictor:
+    predictor = StancePredictor.load(default_model_path(), resolve_precision(DEFAULT_PRECISION, compiled=True), "off")
+    predictor.compile(attention)
+    return predictor
 
 
-def child(attention: str, pairs: int, passes: int, threads: int) -> None:
+def with_int8_kernel(kernel: str) -> StancePredictor:
+    predictor = StancePredictor.load(default_model_path(), "fp32", "off")
+    quantize_encoder(predictor.network.encoder, kernel=kernel)
+    predictor.precision = "int8"
+    predictor.compile()
+    return predictor
+
+
+# Each comparison: its two variants (the first is the candidate), how a process builds one, its default output.
+COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[str], StancePredictor], str]] = {
+    "attention": (("fused", "eager"), with_attention, "attention.json"),
+    "int8-kernel": (("onednn", "int_mm"), with_int8_kernel, "int8_kernel.json"),
+}
+
+
+def child(compare: str, variant: str, pairs: int, passes: int, threads: int) -> None:
     """One variant's process: prints its load-and-compile time, pass times and labels as JSON."""
     torch.set_num_threads(threads)
     sample = sample_pairs(pairs, seed=0)
     started = time.perf_counter()
-    predictor = StancePredictor.load(default_model_path(), resolve_precision(DEFAULT_PRECISION, compiled=True), "off")
-    predictor.compile(attention)
+    predictor = COMPARISONS[compare][1](variant)
     compile_s = time.perf_counter() - started
     labels = predictor.stance_logits(sample).argmax(-1).tolist()  # also the warm-up
     seconds = []
@@ -48,27 +71,29 @@ def child(attention: str, pairs: int, passes: int, threads: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--compare", choices=COMPARISONS, required=True)
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS / "attention.json")
-    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.pairs, args.passes, args.threads)
+        child(args.compare, args.child, args.pairs, args.passes, args.threads)
         return
+    (first, second), _, default_out = COMPARISONS[args.compare]
     torch.set_num_threads(args.threads)
     exact = StancePredictor.load(default_model_path(), "fp32", "off").stance_logits(sample_pairs(args.pairs, 0)).argmax(-1)
-    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    runs: dict[str, list[dict]] = {name: [] for name in (first, second)}
     for _ in range(args.rounds):
-        for name in VARIANTS:
+        for name in runs:
             command = [
                 sys.executable,
                 __file__,
                 "--child",
                 name,
-                *(f"--{k}={getattr(args, k)}" for k in ("pairs", "passes", "threads")),
+                *(f"--{k}={getattr(args, k)}" for k in ("compare", "pairs", "passes", "threads")),
             ]
             done = subprocess.run(command, check=True, capture_output=True, text=True)
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -84,15 +109,15 @@ def main() -> None:
         "attention_used": {name: rs[0]["attention"] for name, rs in runs.items()},
         "pairs_per_s_median": {name: round(statistics.median(r), 1) for name, r in rates.items()},
         "pairs_per_s_rounds": {name: [round(v, 1) for v in r] for name, r in rates.items()},
-        "fused_vs_eager_median_of_rounds": round(
-            statistics.median(f / e for f, e in zip(rates["fused"], rates["eager"], strict=True)), 3
+        f"{first}_vs_{second}_median_of_rounds": round(
+            statistics.median(a / b for a, b in zip(rates[first], rates[second], strict=True)), 3
         ),
         "labels_equal_to_fp32": {name: round(float((lab == exact).float().mean()), 4) for name, lab in labels.items()},
-        "labels_fused_vs_eager_differ": int((labels["fused"] != labels["eager"]).sum()),
+        f"labels_{first}_vs_{second}_differ": int((labels[first] != labels[second]).sum()),
         "load_and_compile_s": {name: [round(r["compile_s"], 1) for r in rs] for name, rs in runs.items()},
         "machine": {"cpu": cpu_model(), **cpu_features(), "torch": torch.__version__},
     }
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    (args.out or RESULTS / default_out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=2))
 
 
