@@ -17,7 +17,7 @@ activation range (no calibration data needed), w_c is the largest weight in colu
 Three int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation around each:
 - "onednn": oneDNN's int8 Linear on weights packed once for it, which runs on AMX's int8 tiles where the CPU has
   them. It takes the codes shifted to uint8 with a zero point of 128 (the same products, exactly) and scales each
-  output channel itself. On an Intel Xeon with AMX the compiled path scored 1.2x the pairs/s of "int_mm"
+  output channel itself. On an Intel Xeon with AMX the compiled path scored 1.17x the pairs/s of "int_mm"
   (benchmarks/results/int8_kernel.json); on an AMD EPYC without AMX it ran the feed-forward input layer at 0.4x
   `_int_mm`'s rate (benchmarks/PROFILE.md, session 14), so it is AMX's kernel only;
 - "int_mm": `torch._int_mm` on the int8 codes, fast only with the CPU's int8 dot products (AVX512-VNNI);
