@@ -1,9 +1,11 @@
 """Two variants of the compiled default path, each in its own process, in turns: `--compare attention` times the
 fused attention kernel against the compiled matmul-softmax-matmul graph (results/attention.json), `--compare
-int8-kernel` oneDNN's prepacked int8 Linear against `torch._int_mm` (results/int8_kernel.json; model/quant.py).
+int8-kernel` oneDNN's prepacked int8 Linear against `torch._int_mm` (results/int8_kernel.json; model/quant.py),
+`--compare revision --against REV` the working tree's `model` package against git revision REV's
+(results/revision.json; REV's tree is exported to a temporary folder, which goes first on the child's PYTHONPATH).
 
-    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel [--pairs 2000] [--rounds 3] [--passes 5]
-        [--threads 2] [--out FILE]
+    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel|revision [--against REV] [--pairs 2000]
+        [--rounds 3] [--passes 5] [--threads 2] [--out FILE]
 
 Each variant runs in its own process, in turns, round after round, so that neither's compiled graphs, caches or
 memory touch the other's timing. A process loads and compiles its variant, scores the pairs once to warm up and
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +30,7 @@ from pathlib import Path
 import torch
 from inference import RESULTS, cpu_model, sample_pairs
 
+import model
 from model import StancePredictor, default_model_path
 from model.predictor import DEFAULT_PRECISION, cpu_features, resolve_precision
 from model.quant import quantize_encoder
@@ -45,11 +50,26 @@ def with_int8_kernel(kernel: str) -> StancePredictor:
     return predictor
 
 
+def with_default(_: str) -> StancePredictor:
+    """The compiled default path of whichever `model` package the process imports."""
+    return with_attention(None)
+
+
 # Each comparison: its two variants (the first is the candidate), how a process builds one, its default output.
 COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[str], StancePredictor], str]] = {
     "attention": (("fused", "eager"), with_attention, "attention.json"),
     "int8-kernel": (("onednn", "int_mm"), with_int8_kernel, "int8_kernel.json"),
+    "revision": (("working-tree", "revision"), with_default, "revision.json"),
 }
+
+
+def exported(revision: str, folder: Path) -> str:
+    """`revision`'s tree written into `folder`; returns its full commit hash."""
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "rev-parse", revision], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", commit], cwd=root, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return commit
 
 
 def child(compare: str, variant: str, pairs: int, passes: int, threads: int) -> None:
@@ -65,7 +85,12 @@ def child(compare: str, variant: str, pairs: int, passes: int, threads: int) -> 
         started = time.perf_counter()
         predictor.stance_logits(sample)
         seconds.append(time.perf_counter() - started)
-    facts = {"attention": predictor.attention, "precision": predictor.precision, "compile_s": compile_s}
+    facts = {
+        "attention": predictor.attention,
+        "precision": predictor.precision,
+        "compile_s": compile_s,
+        "model_package": str(Path(model.__file__).resolve().parent),
+    }
     print(json.dumps({**facts, "pass_s": seconds, "labels": labels}))
 
 
@@ -76,13 +101,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--against", help="the git revision to compare the working tree with (--compare revision)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.compare, args.child, args.pairs, args.passes, args.threads)
         return
-    (first, second), _, default_out = COMPARISONS[args.compare]
+    if (args.compare == "revision") != (args.against is not None):
+        parser.error("--against REV goes with --compare revision, and only with it")
+    with tempfile.TemporaryDirectory() as folder:
+        environments = {name: None for name in COMPARISONS[args.compare][0]}
+        against = None
+        if args.against:
+            against = exported(args.against, Path(folder))
+            environments["revision"] = {**os.environ, "PYTHONPATH": os.pathsep.join([folder, os.environ.get("PYTHONPATH", "")])}
+        out = compare(args, environments)
+    if against:
+        out = {"against": against, **out}
+    (args.out or RESULTS / COMPARISONS[args.compare][2]).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(out, indent=2))
+
+
+def compare(args: argparse.Namespace, environments: dict[str, dict[str, str] | None]) -> dict:
+    """The two variants' processes in turns (each with its entry of `environments`, None for this one's), and what
+    they measured."""
+    first, second = environments
     torch.set_num_threads(args.threads)
     exact = StancePredictor.load(default_model_path(), "fp32", "off").stance_logits(sample_pairs(args.pairs, 0)).argmax(-1)
     runs: dict[str, list[dict]] = {name: [] for name in (first, second)}
@@ -95,7 +139,7 @@ def main() -> None:
                 name,
                 *(f"--{k}={getattr(args, k)}" for k in ("compare", "pairs", "passes", "threads")),
             ]
-            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            done = subprocess.run(command, check=True, capture_output=True, text=True, env=environments[name])
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     rates = {name: [args.pairs / statistics.median(r["pass_s"]) for r in rs] for name, rs in runs.items()}
     labels = {name: torch.tensor(rs[0]["labels"]) for name, rs in runs.items()}
@@ -115,10 +159,10 @@ def main() -> None:
         "labels_equal_to_fp32": {name: round(float((lab == exact).float().mean()), 4) for name, lab in labels.items()},
         f"labels_{first}_vs_{second}_differ": int((labels[first] != labels[second]).sum()),
         "load_and_compile_s": {name: [round(r["compile_s"], 1) for r in rs] for name, rs in runs.items()},
+        "model_package": {name: rs[0]["model_package"] for name, rs in runs.items()},
         "machine": {"cpu": cpu_model(), **cpu_features(), "torch": torch.__version__},
     }
-    (args.out or RESULTS / default_out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(out, indent=2))
+    return out
 
 
 if __name__ == "__main__":

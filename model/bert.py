@@ -55,9 +55,18 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        # Query, key and value as one layer whose output is the three side by side; set in place of the three by
+        # `model.quant.quantize_encoder`.
+        self.qkv: nn.Module | None = None
+
+    def project(self, hidden: torch.Tensor) -> list[torch.Tensor]:
+        """The query, key and value projections of `hidden`."""
+        if self.qkv is not None:
+            return list(self.qkv(hidden).chunk(3, dim=-1))
+        return [proj(hidden) for proj in (self.query, self.key, self.value)]
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, attention: str) -> torch.Tensor:
-        projections = [proj(hidden) for proj in (self.query, self.key, self.value)]
+        projections = self.project(hidden)
         # The fused kernel is fp32 and scoring only: under bf16 autocast or in training, eager attention serves.
         if attention == "fused" and mask is not None and projections[0].dtype == torch.float32 and not self.training:
             return fused_attention.attention(*projections, mask, self.heads, self.scaling)

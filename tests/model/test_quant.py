@@ -15,7 +15,16 @@ from model.predictor import (
     resolve_compile,
     resolve_precision,
 )
-from model.quant import GELU_FLOOR, INT8_KERNELS, Int8Linear, gelu_range, int8_kernel, quantize_encoder, smoothing
+from model.quant import (
+    GELU_FLOOR,
+    INT8_KERNELS,
+    Int8Linear,
+    gelu_range,
+    int8_kernel,
+    quantize_encoder,
+    smoothing,
+    stacked,
+)
 
 # oneDNN's int8 kernels without VNNI sum byte products in 16 bits, which can saturate on full-range codes; "onednn"
 # is AMX's kernel only (int8_kernel), so it is tested where the CPU has VNNI at least.
@@ -161,13 +170,27 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
     before = encoder(ids, mask).last_hidden_state
     assert quantize_encoder(encoder) == 6 * 2  # query, key, value, attention output, feed-forward in and out
     assert not any(type(m) is nn.Linear for m in encoder.modules())
+    # Query, key and value are one layer: the attention input, its output, feed-forward in and out.
+    assert len([m for m in encoder.modules() if isinstance(m, Int8Linear)]) == 4 * 2
+    assert all(not hasattr(layer.attention.self, "query") for layer in encoder.encoder.layer)
     smoothed = [m for m in encoder.modules() if isinstance(m, Int8Linear) and m.input_scale is not None]
-    assert len(smoothed) == 4 * 2  # query, key, value and feed-forward in read a LayerNorm
+    assert len(smoothed) == 2 * 2  # query-key-value and feed-forward in read a LayerNorm
     # The feed-forward output layer applies the GELU, which the intermediate layer no longer does.
-    assert [m.gelu_input for m in encoder.modules() if isinstance(m, Int8Linear)] == [False] * 5 + [True] + [False] * 5 + [True]
+    assert [m.gelu_input for m in encoder.modules() if isinstance(m, Int8Linear)] == [False] * 3 + [True] + [False] * 3 + [True]
     assert all(isinstance(layer.intermediate.intermediate_act_fn, nn.Identity) for layer in encoder.encoder.layer)
     after = encoder(ids, mask).last_hidden_state
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.999
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_query_key_and_value_as_one_layer_equal_three(kernel):
+    torch.manual_seed(0)
+    linears = [nn.Linear(64, 64) for _ in range(3)]
+    smooth = torch.rand(64) + 0.5
+    x = torch.randn(5, 7, 64)
+    fused = Int8Linear(stacked(linears), smooth, kernel)(x).chunk(3, dim=-1)
+    for part, linear in zip(fused, linears, strict=True):
+        torch.testing.assert_close(part, Int8Linear(linear, smooth, kernel)(x), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(
