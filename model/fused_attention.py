@@ -77,7 +77,7 @@ def bind(library: Path) -> Callable[..., None]:
     """The kernel's C function in a built library; raises OSError or AttributeError if it cannot be loaded."""
     function = ctypes.CDLL(str(library)).stance_attention
     function.restype = None
-    function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int]
+    function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_int]
     return function
 
 
@@ -108,20 +108,35 @@ def run(
 ) -> torch.Tensor:
     """`kernel` (from `bind`) on the inputs of `attention`."""
     batch, length, width = query.shape
-    tensors = [t.contiguous() for t in (query, key, value, mask.reshape(batch, length).to(query.dtype))]
+    projections = [query, key, value]
+    if not all(t.stride(2) == 1 and t.stride(0) == length * t.stride(1) == length * query.stride(1) for t in projections):
+        projections = [t.contiguous() for t in projections]
+    tensors = [*projections, mask.reshape(batch, length).to(query.dtype).contiguous()]
     if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
         raise ValueError("fused attention takes fp32 CPU tensors")
-    out = torch.empty_like(tensors[0])
-    kernel(*(t.data_ptr() for t in tensors), out.data_ptr(), batch, length, heads, width // heads, scale, torch.get_num_threads())
+    out = query.new_empty(query.shape)
+    row = projections[0].stride(1)
+    kernel(
+        *(t.data_ptr() for t in tensors),
+        out.data_ptr(),
+        batch,
+        length,
+        heads,
+        width // heads,
+        row,
+        scale,
+        torch.get_num_threads(),
+    )
     return out
 
 
-@torch.library.custom_op("stance::attention", mutates_args=())
+@torch.library.custom_op("stance::attention", mutates_args=(), tags=torch.Tag.flexible_layout)
 def attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, heads: int, scale: float
 ) -> torch.Tensor:
     """softmax(query · keyᵀ · scale + mask) · value per head, for fp32 [batch, length, heads × head_size] projections
-    and an additive [batch, length] key mask (0 where attended); the output has the projections' layout."""
+    and an additive [batch, length] key mask (0 where attended); the output is contiguous in that layout. The
+    projections are read in place where their rows are evenly spaced, as in the query-key-value layer's output."""
     kernel = _kernel()
     if kernel is None:
         raise RuntimeError("the fused attention kernel is not available (see model.fused_attention.available)")
@@ -130,4 +145,4 @@ def attention(
 
 @attention.register_fake
 def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
-    return torch.empty_like(query)
+    return query.new_empty(query.shape)

@@ -92,7 +92,7 @@ constexpr int R = 4;
 
 template <int HS>
 static void one_head(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t length,
-                     int64_t row, int64_t head_size, float scale, vf* kt, vf* s, vf* keymask) {
+                     int64_t row, int64_t out_row, int64_t head_size, float scale, vf* kt, vf* s, vf* keymask) {
     const int64_t blocks = (length + W - 1) / W;
     const int64_t hs = HS ? HS : head_size;
     for (int64_t c = 0; c < blocks; ++c) {
@@ -163,11 +163,11 @@ static void one_head(const float* q, const float* k, const float* v, const float
                 }
             }
             for (int r = 0; r < rows; ++r) {
-                for (int e = 0; e < HS / W; ++e) storev(out + (i0 + r) * row + e * W, o[r][e] * inv[r]);
+                for (int e = 0; e < HS / W; ++e) storev(out + (i0 + r) * out_row + e * W, o[r][e] * inv[r]);
             }
         } else {
             for (int r = 0; r < rows; ++r) {
-                float* oi = out + (i0 + r) * row;
+                float* oi = out + (i0 + r) * out_row;
                 for (int64_t d = 0; d < hs; ++d) {
                     float acc = 0.0f;
                     for (int64_t j = 0; j < length; ++j) acc += p[r * pstride + j] * v[j * row + d];
@@ -178,20 +178,22 @@ static void one_head(const float* q, const float* k, const float* v, const float
     }
 }
 
+// q, k and v rows are `row` floats apart (the width, or more where the three lie side by side in one tensor); out
+// is contiguous.
 extern "C" void stance_attention(const float* q, const float* k, const float* v, const float* mask, float* out,
-                                 int64_t batch, int64_t length, int64_t heads, int64_t head_size, float scale,
-                                 int threads) {
+                                 int64_t batch, int64_t length, int64_t heads, int64_t head_size, int64_t row,
+                                 float scale, int threads) {
     const int64_t blocks = (length + W - 1) / W;
-    const int64_t row = heads * head_size;
+    const int64_t out_row = heads * head_size;
 #pragma omp parallel num_threads(threads)
     {
         std::vector<vf> kt(head_size * blocks), s(R * blocks), keymask(blocks);
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < batch * heads; ++bh) {
             const int64_t b = bh / heads, h = bh % heads;
-            const int64_t at = b * length * row + h * head_size;
+            const int64_t at = b * length * row + h * head_size, out_at = b * length * out_row + h * head_size;
             auto run = head_size == 16 ? one_head<16> : head_size == 32 ? one_head<32> : head_size == 64 ? one_head<64> : one_head<0>;
-            run(q + at, k + at, v + at, mask + b * length, out + at, length, row, head_size, scale, kt.data(), s.data(),
+            run(q + at, k + at, v + at, mask + b * length, out + out_at, length, row, out_row, head_size, scale, kt.data(), s.data(),
                 keymask.data());
         }
     }

@@ -54,6 +54,18 @@ def test_the_kernel_equals_eager_attention_on_attended_rows(batch, length, heads
 
 
 @needs_compiler
+def test_the_kernel_reads_projections_side_by_side_in_place(monkeypatch):
+    # The int8 encoder's query-key-value layer gives the three as views of one [batch, length, 3 x width] tensor.
+    q, k, v, mask, _ = projections(4, 37, 12, 32)
+    views = torch.cat([q, k, v], dim=-1).chunk(3, dim=-1)
+    copied = []
+    monkeypatch.setattr(torch.Tensor, "contiguous", lambda t, *a, **kw: copied.append(t) or t.clone())
+    ours = fused_attention.attention(*views, mask, 12, 32**-0.5)
+    assert [t.shape for t in copied] == [mask.shape]  # the mask only
+    assert torch.allclose(ours, reference(q, k, v, mask, 12, 32**-0.5), atol=2e-5, rtol=1e-5) and ours.is_contiguous()
+
+
+@needs_compiler
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
 @pytest.mark.parametrize("narrower", [("-mno-avx512f",), ("-mno-avx",)], ids=["8 lanes (AVX2)", "4 lanes (SSE)"])
 def test_builds_for_narrower_vectors_compute_the_same(tmp_path, monkeypatch, narrower):
