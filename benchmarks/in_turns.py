@@ -139,7 +139,9 @@ def compare(args: argparse.Namespace, environments: dict[str, dict[str, str] | N
                 name,
                 *(f"--{k}={getattr(args, k)}" for k in ("compare", "pairs", "passes", "threads")),
             ]
-            done = subprocess.run(command, check=True, capture_output=True, text=True, env=environments[name])
+            done = subprocess.run(command, capture_output=True, text=True, env=environments[name])
+            if done.returncode != 0:
+                raise SystemExit(f"variant {name} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     rates = {name: [args.pairs / statistics.median(r["pass_s"]) for r in rs] for name, rs in runs.items()}
     labels = {name: torch.tensor(rs[0]["labels"]) for name, rs in runs.items()}
