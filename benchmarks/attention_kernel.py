@@ -57,15 +57,16 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "rev-parse", args.against], cwd=root, check=True, capture_output=True, text=True
     ).stdout.strip()
-    old = subprocess.run(["git", "show", f"{commit}:{source}"], cwd=root, check=True, capture_output=True, text=True).stdout
+    # The kernels' folder as a whole, for the headers the source includes.
+    archive = subprocess.run(["git", "archive", commit, str(source.parent)], cwd=root, check=True, capture_output=True).stdout
     torch.manual_seed(0)
     qkv = torch.randn(args.batch, args.length, 3 * HEADS * HEAD_SIZE)
     mask = torch.zeros(args.batch, args.length)
     mask[::3, args.length * 3 // 4 :] = torch.finfo(torch.float32).min
     inputs = (*qkv.chunk(3, dim=-1), mask)
     with tempfile.TemporaryDirectory() as folder:
-        old_source = Path(folder) / "attention.cpp"
-        old_source.write_text(old)
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        old_source = Path(folder) / source
         # Built here rather than by `_kernel()`: its per-source cache would otherwise hold both under one name.
         kernels = {"working_tree": fused_attention.SOURCE, "revision": old_source}
         kernels = {name: fused_attention.bind(fused_attention.build(compiler, path)) for name, path in kernels.items()}

@@ -1,6 +1,7 @@
-"""Fused CPU self-attention for the compiled scoring path: `model/kernels/attention.cpp`, built once per CPU with
-the machine's C++ compiler (as torch.compile's inductor builds its own kernels) and called through a torch custom
-op, which a compiled graph calls as one opaque kernel.
+"""Fused CPU kernels for the compiled scoring path, built once per CPU with the machine's C++ compiler (as
+torch.compile's inductor builds its own kernels) and called through torch custom ops, which a compiled graph calls
+as opaque kernels: self-attention (`model/kernels/attention.cpp`) and the int8 feed-forward layer's GELU and
+quantisation (`model/kernels/gelu_codes.cpp`, `gelu_codes`).
 
 At our lengths (30-40 tokens, head size 32) the compiled matmul-softmax-matmul graph spends most of its time in
 small batched matmuls, a separate softmax pass and transposes of the heads; the kernel does the whole attention
@@ -23,6 +24,9 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "kernels" / "attention.cpp"
+GELU_CODES_SOURCE = SOURCE.parent / "gelu_codes.cpp"
+ATTENTION_ARGS = (*[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 5, ctypes.c_float, ctypes.c_int)
+GELU_CODES_ARGS = (*[ctypes.c_void_p] * 9, *[ctypes.c_int64] * 2, ctypes.c_int, ctypes.c_int)
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 BUILD_TIMEOUT_S = 120
 
@@ -53,7 +57,8 @@ def _cpu_signature() -> str:
 def build(compiler: str, source: Path = SOURCE, flags: tuple[str, ...] = FLAGS) -> Path:
     """The shared library of `source` for this CPU, compiled unless the cache has it; raises OSError or
     subprocess.SubprocessError when it cannot be built."""
-    key = hashlib.sha256("\0".join([source.read_text(), compiler, *flags, _cpu_signature()]).encode()).hexdigest()
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what the source may include
+    key = hashlib.sha256("\0".join([source.read_text(), *headers, compiler, *flags, _cpu_signature()]).encode()).hexdigest()
     folder = cache_dir()
     library = folder / f"{source.stem}-{key[:20]}.so"
     if library.exists():
@@ -73,28 +78,37 @@ def build(compiler: str, source: Path = SOURCE, flags: tuple[str, ...] = FLAGS) 
     return library
 
 
-def bind(library: Path) -> Callable[..., None]:
-    """The kernel's C function in a built library; raises OSError or AttributeError if it cannot be loaded."""
-    function = ctypes.CDLL(str(library)).stance_attention
+def bind(library: Path, name: str = "stance_attention", argtypes: tuple = ATTENTION_ARGS) -> Callable[..., None]:
+    """A kernel's C function in a built library; raises OSError or AttributeError if it cannot be loaded."""
+    function = getattr(ctypes.CDLL(str(library)), name)
     function.restype = None
-    function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_int]
+    function.argtypes = list(argtypes)
     return function
 
 
 @functools.cache
-def _kernel() -> Callable[..., None] | None:
+def _built(source: Path, name: str, argtypes: tuple) -> Callable[..., None] | None:
     compiler = cxx_compiler()
     if compiler is None:
         return None
     try:
-        return bind(build(compiler))
+        return bind(build(compiler, source), name, argtypes)
     except (OSError, subprocess.SubprocessError, AttributeError):
         return None
 
 
+def _kernel() -> Callable[..., None] | None:
+    return _built(SOURCE, "stance_attention", ATTENTION_ARGS)
+
+
+def _gelu_codes_kernel() -> Callable[..., None] | None:
+    return _built(GELU_CODES_SOURCE, "stance_gelu_codes", GELU_CODES_ARGS)
+
+
 def available() -> bool:
-    """Whether the kernel is built and loaded (the first call builds it, about a second, or loads it from the cache)."""
-    return _kernel() is not None
+    """Whether the kernels are built and loaded (the first call builds them, a second or two, or loads them from the
+    cache)."""
+    return _kernel() is not None and _gelu_codes_kernel() is not None
 
 
 def run(
@@ -146,3 +160,44 @@ def attention(
 @attention.register_fake
 def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
     return query.new_empty(query.shape)
+
+
+@torch.library.custom_op("stance::gelu_codes", mutates_args=())
+def gelu_codes(
+    products: torch.Tensor,
+    column_scale: torch.Tensor | None,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor,
+    zero_point: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The int8 feed-forward layer's middle (`model/kernels/gelu_codes.cpp`): `products` [rows, n] of the
+    intermediate layer's GEMM (float32, or int32 with `column_scale`) dequantised with the [rows, 1] `row_scale` and
+    `row_offset`, `weight_sum` and `bias`, then GELU, quantised per row for the output layer. Returns the codes
+    (uint8, each int8 code plus `zero_point`, 0 or 128) and their [rows, 1] scale and offset."""
+    kernel = _gelu_codes_kernel()
+    if kernel is None:
+        raise RuntimeError("the fused GELU kernel is not available (see model.fused_attention.available)")
+    rows, n = products.shape
+    inputs = [t if t is None else t.contiguous() for t in (products, column_scale, row_scale, row_offset, weight_sum, bias)]
+    codes = products.new_empty((rows, n), dtype=torch.uint8)
+    scale, offset = (products.new_empty((rows, 1), dtype=torch.float32) for _ in range(2))
+    pointers = [None if t is None else t.data_ptr() for t in inputs]
+    kernel(*pointers, codes.data_ptr(), scale.data_ptr(), offset.data_ptr(), rows, n, zero_point, torch.get_num_threads())
+    return codes, scale, offset
+
+
+@gelu_codes.register_fake
+def _(
+    products: torch.Tensor,
+    column_scale: torch.Tensor | None,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor,
+    zero_point: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows, n = products.shape
+    scale, offset = (products.new_empty((rows, 1), dtype=torch.float32) for _ in range(2))
+    return products.new_empty((rows, n), dtype=torch.uint8), scale, offset

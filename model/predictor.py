@@ -19,7 +19,7 @@ from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.network import StanceNetwork, relation_head
-from model.quant import int8_kernel, quantize_encoder
+from model.quant import fuse_gelu, int8_kernel, quantize_encoder
 from model.results import (
     DocumentResult,
     MentionOut,
@@ -341,6 +341,9 @@ class StancePredictor:
             # Our fused kernel where it builds, else plain matmul-and-softmax attention, which compiles into faster
             # code than SDPA's kernel at these short lengths.
             encoder.set_attention(attention or ("fused" if fused_attention.available() else "eager"))
+            if fused_attention.available():
+                # The int8 feed-forward layers' GELU and quantisation in one kernel (a no-op on other precisions).
+                fuse_gelu(encoder)
             compiled = torch.compile(encoder.forward, dynamic=True)
             # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
             with torch.inference_mode(), self._autocast():

@@ -35,10 +35,13 @@ not once for the range and again for the codes.
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from model import fused_attention
 
 INT8_MAX = 127
 INT8_KERNELS = ("onednn", "int_mm", "fbgemm")
@@ -89,9 +92,21 @@ def _(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, out
     return codes.new_empty((codes.shape[0], out_features), dtype=torch.float32)
 
 
+class QuantizedRows(NamedTuple):
+    """A layer's input already quantised, as `Int8Linear` takes it: the codes [rows, features] (uint8 with the
+    "onednn" kernel's zero point, else int8), each row's scale and offset ([rows, 1]), and the leading dimensions of
+    the tensor the rows came from."""
+
+    codes: torch.Tensor
+    scale: torch.Tensor
+    offset: torch.Tensor
+    shape: torch.Size
+
+
 class Int8Linear(nn.Module):
     """A drop-in, inference-only replacement for `nn.Linear` (see the module docstring); with `gelu_input`, for
-    `nn.Sequential(nn.GELU(), linear)`."""
+    `nn.Sequential(nn.GELU(), linear)`. With `emit_gelu_codes` (set by `fuse_gelu`), it returns GELU of its output
+    already quantised for the next layer, as `QuantizedRows`, from one fused kernel (`fused_attention.gelu_codes`)."""
 
     def __init__(
         self, linear: nn.Linear, smooth: torch.Tensor | None = None, kernel: str | None = None, gelu_input: bool = False
@@ -103,6 +118,7 @@ class Int8Linear(nn.Module):
         if gelu_input and smooth is not None:
             raise ValueError("a layer with gelu_input cannot be smoothed: GELU would have to come before the smoothing")
         self.gelu_input = gelu_input
+        self.emit_gelu_codes = False
         weight = linear.weight.detach().float()
         if smooth is not None:
             weight = weight * smooth
@@ -130,9 +146,11 @@ class Int8Linear(nn.Module):
                 )
             self.packed = torch.ops.quantized.linear_prepack(codes, None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        rows = x.reshape(-1, shape[-1]).float()
+    def forward(self, x: torch.Tensor | QuantizedRows) -> torch.Tensor | QuantizedRows:
+        if isinstance(x, QuantizedRows):
+            return self._from_codes(*x)
+        shape = x.shape[:-1]
+        rows = x.reshape(-1, x.shape[-1]).float()
         if self.input_scale is not None:
             rows = rows * self.input_scale
         if self.gelu_input:
@@ -144,24 +162,35 @@ class Int8Linear(nn.Module):
         half = ((high - low) / 2).clamp(min=torch.finfo(torch.float32).tiny)
         # Rows are multiplied by their reciprocal scale rather than divided by it: the compiled quantising kernels
         # ran up to 30% faster so (benchmarks/PROFILE.md), at a rounding that differs in the last bit only.
-        if self.kernel != "fbgemm":
-            scale = half / INT8_MAX
-            # Clamped as a GELU output may pass `gelu_range`'s bounds in the last bit.
-            codes = torch.round((rows - offset) * (INT8_MAX / half)).clamp(-INT8_MAX, INT8_MAX)
-            if self.kernel == "int_mm":
-                out = torch._int_mm(codes.to(torch.int8), self.weight_int8).float()
-                out = out * scale * self.weight_scale
-            else:
-                uint8 = (codes + UINT8_ZERO).to(torch.uint8)
-                out = onednn_int8_linear(uint8, self.packed, self.weight_scale, self.out_features) * scale
-        else:
+        if self.kernel == "fbgemm":
             # Clamped so that every batch spans exactly [-1, 1], which fixes fbgemm's one scale (see the docstring).
             unit = ((rows - offset) * (1.0 / half)).clamp(-1.0, 1.0)
-            out = torch.ops.quantized.linear_dynamic(unit, self.packed, True) * half
+            return self._dequantized(torch.ops.quantized.linear_dynamic(unit, self.packed, True) * half, offset, shape)
+        # Clamped as a GELU output may pass `gelu_range`'s bounds in the last bit.
+        codes = torch.round((rows - offset) * (INT8_MAX / half)).clamp(-INT8_MAX, INT8_MAX)
+        codes = (codes + UINT8_ZERO).to(torch.uint8) if self.kernel == "onednn" else codes.to(torch.int8)
+        return self._from_codes(codes, half / INT8_MAX, offset, shape)
+
+    def _from_codes(
+        self, codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, shape: torch.Size
+    ) -> torch.Tensor | QuantizedRows:
+        """The layer on quantised rows (the "onednn" and "int_mm" kernels)."""
+        if self.kernel == "onednn":
+            products, column_scale = onednn_int8_linear(codes, self.packed, self.weight_scale, self.out_features), None
+        else:
+            products, column_scale = torch._int_mm(codes, self.weight_int8), self.weight_scale
+        if self.emit_gelu_codes:
+            zero = UINT8_ZERO if self.kernel == "onednn" else 0
+            gelu = fused_attention.gelu_codes(products, column_scale, scale, offset, self.weight_sum, self.bias, zero)
+            return QuantizedRows(gelu[0] if zero else gelu[0].view(torch.int8), gelu[1], gelu[2], shape)
+        out = products * scale if column_scale is None else products.float() * scale * column_scale
+        return self._dequantized(out, offset, shape)
+
+    def _dequantized(self, out: torch.Tensor, offset: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         out = out + offset * self.weight_sum
         if self.bias is not None:
             out = out + self.bias
-        return out.reshape(*shape[:-1], self.out_features)
+        return out.reshape(*shape, self.out_features)
 
     def extra_repr(self) -> str:
         return (
@@ -218,3 +247,16 @@ def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA, kernel: st
                 setattr(parent, name, Int8Linear(child, smooth.get(child), kernel, child in gelu_input))
                 replaced += 1
     return replaced
+
+
+def fuse_gelu(encoder: nn.Module) -> int:
+    """Let each int8 feed-forward input layer of a BERT encoder (quantised by `quantize_encoder`, on the "onednn" or
+    "int_mm" kernel) hand GELU of its output to the output layer already quantised, from one fused kernel
+    (`fused_attention.gelu_codes`, which must be available); returns how many layers do."""
+    fused = 0
+    for layer in encoder.encoder.layer:
+        first, second = layer.intermediate.dense, layer.output.dense
+        if isinstance(second, Int8Linear) and second.gelu_input and first.kernel != "fbgemm" and first.bias is not None:
+            first.emit_gelu_codes = True
+            fused += 1
+    return fused

@@ -9,6 +9,7 @@ from transformers import BertConfig
 
 from model import fused_attention
 from model.bert import BertEncoder
+from model.quant import gelu_range
 
 needs_compiler = pytest.mark.skipif(fused_attention.cxx_compiler() is None, reason="the kernel needs a C++ compiler")
 
@@ -78,6 +79,59 @@ def test_builds_for_narrower_vectors_compute_the_same(tmp_path, monkeypatch, nar
         q, k, v, mask, _ = projections(batch, length, heads, head_size)
         expected = reference(q, k, v, mask, heads, head_size**-0.5)
         assert torch.allclose(fused_attention.run(kernel, q, k, v, mask, heads, head_size**-0.5), expected, atol=2e-5, rtol=1e-5)
+
+
+def gelu_codes_reference(products, column_scale, row_scale, row_offset, weight_sum, bias):
+    """What Int8Linear computes in torch between the feed-forward layers: dequantise, GELU, quantise per row."""
+    rows = (
+        (products.float() * row_scale * column_scale if column_scale is not None else products * row_scale)
+        + row_offset * weight_sum
+        + bias
+    )
+    low, high = gelu_range(rows)
+    offset, half = (high + low) / 2, ((high - low) / 2).clamp(min=torch.finfo(torch.float32).tiny)
+    return torch.round((F.gelu(rows) - offset) * (127 / half)).clamp(-127, 127).int(), half / 127, offset
+
+
+def gelu_codes_inputs(integer, rows=37, n=1536 + 5):
+    torch.manual_seed(1)
+    products = torch.randint(-3000, 3000, (rows, n), dtype=torch.int32) if integer else torch.randn(rows, n) * 2
+    column_scale = torch.rand(n) * 1e-3 if integer else None
+    return products, column_scale, torch.rand(rows, 1) + 0.5, torch.randn(rows, 1) * 0.1, torch.randn(n) * 0.1, torch.randn(n) - 1
+
+
+def decoded(codes, zero_point):
+    return codes.int() - zero_point if zero_point else codes.view(torch.int8).int()
+
+
+@needs_compiler
+@pytest.mark.parametrize("integer", [False, True], ids=["float products (onednn)", "int32 products (int_mm)"])
+@pytest.mark.parametrize("zero_point", [0, 128])
+def test_gelu_codes_equal_torchs_quantised_gelu(integer, zero_point):
+    # 1,541 columns: the vector loop and the scalar tail.
+    inputs = gelu_codes_inputs(integer)
+    codes, scale, offset = fused_attention.gelu_codes(*inputs, zero_point)
+    expected, expected_scale, expected_offset = gelu_codes_reference(*inputs)
+    assert codes.dtype == torch.uint8 and codes.shape == expected.shape and scale.shape == offset.shape == (37, 1)
+    # The same formula for erf as ATen's and the same rounding: a code a step off only where a value sits on a tie.
+    assert (decoded(codes, zero_point) != expected).float().mean() < 1e-4
+    assert (decoded(codes, zero_point) - expected).abs().max() <= 1
+    assert torch.allclose(scale, expected_scale) and torch.allclose(offset, expected_offset)
+
+
+@needs_compiler
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
+@pytest.mark.parametrize("narrower", [("-mno-avx512f",), ("-mno-avx",)], ids=["8 lanes (AVX2)", "4 lanes (SSE)"])
+def test_gelu_codes_build_for_narrower_vectors(tmp_path, monkeypatch, narrower):
+    monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
+    library = fused_attention.build(
+        fused_attention.cxx_compiler(), fused_attention.GELU_CODES_SOURCE, (*fused_attention.FLAGS, *narrower)
+    )
+    kernel = fused_attention.bind(library, "stance_gelu_codes", fused_attention.GELU_CODES_ARGS)
+    monkeypatch.setattr(fused_attention, "_gelu_codes_kernel", lambda: kernel)
+    inputs = gelu_codes_inputs(integer=False)
+    codes, _, _ = fused_attention.gelu_codes(*inputs, 128)
+    assert (decoded(codes, 128) - gelu_codes_reference(*inputs)[0]).abs().max() <= 1
 
 
 @needs_compiler
@@ -159,7 +213,7 @@ def test_a_built_kernel_is_kept_and_reused(tmp_path, monkeypatch):
 def test_a_kernel_that_cannot_be_built_leaves_eager_attention(tmp_path, monkeypatch):
     monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(fused_attention, "cxx_compiler", lambda: shutil.which("false"))
-    fused_attention._kernel.cache_clear()
+    fused_attention._built.cache_clear()
     try:
         assert not fused_attention.available()
         assert list(tmp_path.iterdir()) == []
@@ -167,4 +221,4 @@ def test_a_kernel_that_cannot_be_built_leaves_eager_attention(tmp_path, monkeypa
         with pytest.raises(RuntimeError, match="the fused attention kernel is not available"):
             fused_attention.attention(q, k, v, mask, 2, 0.25)
     finally:
-        fused_attention._kernel.cache_clear()
+        fused_attention._built.cache_clear()

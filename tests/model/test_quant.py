@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from model import fused_attention
 from model.errors import InvalidInputError
 from model.predictor import (
     BATCH_SIZE,
@@ -19,6 +20,8 @@ from model.quant import (
     GELU_FLOOR,
     INT8_KERNELS,
     Int8Linear,
+    QuantizedRows,
+    fuse_gelu,
     gelu_range,
     int8_kernel,
     quantize_encoder,
@@ -182,6 +185,27 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.999
 
 
+@pytest.mark.skipif(not fused_attention.available(), reason="the fused kernels need a C++ compiler")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_gelu_codes_give_the_same_encoder_output(tiny_predictor, kernel):
+    import copy
+
+    encoder = copy.deepcopy(tiny_predictor.network.encoder)
+    quantize_encoder(encoder, kernel=kernel)
+    ids = torch.randint(1000, 2000, (3, 11))
+    mask = torch.ones_like(ids)
+    before = encoder(ids, mask).last_hidden_state
+    assert fuse_gelu(encoder) == (0 if kernel == "fbgemm" else 2)
+    first = encoder.encoder.layer[0].intermediate.dense
+    assert first.emit_gelu_codes is (kernel != "fbgemm")
+    if kernel != "fbgemm":
+        codes = first(torch.randn(3, 11, 32))
+        assert isinstance(codes, QuantizedRows) and codes.codes.shape == (33, 64) and tuple(codes.shape) == (3, 11)
+    after = encoder(ids, mask).last_hidden_state
+    # The same codes but where a value sits on a rounding tie.
+    assert torch.allclose(before, after, atol=1e-3)
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_query_key_and_value_as_one_layer_equal_three(kernel):
     torch.manual_seed(0)
@@ -252,4 +276,7 @@ def test_the_compiled_default_matches_eager_and_compiles_once(tiny_model_dir):
     # One graph (oneDNN's Linear is a custom op inside it), except that fbgemm's quantised Linear is opaque to the
     # compiler and splits it at each of the encoder's linear layers.
     linear_layers = sum(isinstance(m, Int8Linear) for m in compiled.network.modules())
+    # The feed-forward layers' GELU and quantisation run in the fused kernel (fbgemm's quantisation differs).
+    fused = sum(isinstance(m, Int8Linear) and m.emit_gelu_codes for m in compiled.network.modules())
+    assert fused == (0 if int8_kernel() == "fbgemm" else compiled.network.encoder.config.num_hidden_layers)
     assert warm_up_graphs == (linear_layers + 1 if int8_kernel() == "fbgemm" else 1)
