@@ -29,7 +29,10 @@ On an AVX2 CPU without VNNI, `_int_mm` ran at 2.6 GOP/s and fbgemm's Linear at 1
 
 The feed-forward output layer takes the pre-activation and applies GELU itself (`gelu_input`), so that its input's
 range comes from bounds on the pre-activation (`gelu_range`) and the compiled kernel evaluates GELU once per element,
-not once for the range and again for the codes.
+not once for the range and again for the codes. When compiled with the fused kernels (`fuse_gelu`), the layer before
+it does that step instead, in one C++ kernel from its GEMM's products to the codes (`fused_attention.gelu_codes`):
+inductor's kernel for it spent half its time in erf, and the pass scored 1.054x the pairs/s in turns
+(benchmarks/results/revision_gelu_codes.json).
 """
 
 from __future__ import annotations
