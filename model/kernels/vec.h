@@ -20,6 +20,19 @@ typedef float vh __attribute__((vector_size(2 * W)));
 // which left a scalar add before every broadcast and cost 10% of the kernel's time.
 static inline vf splat(float x) { return x - vf{}; }
 
+// e^(x - n ln 2) for an integer-valued n near x / ln 2 (the reduced argument within ln 2 / 2 of 0): what vexp and
+// its AVX-512 variants scale by 2^n.
+static inline vf exp_reduced(vf x, vf n) {
+    const vf r = x - n * splat(0.693359375f) + n * splat(2.12194440e-4f);
+    vf p = splat(1.9875691500e-4f);
+    p = p * r + splat(1.3981999507e-3f);
+    p = p * r + splat(8.3334519073e-3f);
+    p = p * r + splat(4.1665795894e-2f);
+    p = p * r + splat(1.6666665459e-1f);
+    p = p * r + splat(5.0000001201e-1f);
+    return p * r * r + r + splat(1.0f);
+}
+
 // e^x, with a relative error of about 2e-7; 0 below -87.
 static inline vf vexp(vf x) {
     const vi underflow = x < splat(-87.0f);
@@ -27,14 +40,7 @@ static inline vf vexp(vf x) {
     x = x > splat(88.0f) ? splat(88.0f) : x;
     vf n = x * splat(1.44269504088896341f) + splat(12582912.0f);
     n = n - splat(12582912.0f);
-    vf r = x - n * splat(0.693359375f) + n * splat(2.12194440e-4f);
-    vf p = splat(1.9875691500e-4f);
-    p = p * r + splat(1.3981999507e-3f);
-    p = p * r + splat(8.3334519073e-3f);
-    p = p * r + splat(4.1665795894e-2f);
-    p = p * r + splat(1.6666665459e-1f);
-    p = p * r + splat(5.0000001201e-1f);
-    p = p * r * r + r + splat(1.0f);
+    const vf p = exp_reduced(x, n);
     vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
     vf scale;
     __builtin_memcpy(&scale, &bits, sizeof scale);
