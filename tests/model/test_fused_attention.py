@@ -210,6 +210,17 @@ def test_a_built_kernel_is_kept_and_reused(tmp_path, monkeypatch):
     assert fused_attention.build(compiler) == library
 
 
+@needs_compiler
+def test_a_changed_header_builds_anew(tmp_path, monkeypatch):
+    monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path / "cache")
+    sources = tmp_path / "kernels"
+    shutil.copytree(fused_attention.SOURCE.parent, sources)
+    compiler = fused_attention.cxx_compiler()
+    first = fused_attention.build(compiler, sources / "attention.cpp")
+    (sources / "vec.h").write_text((sources / "vec.h").read_text() + "\n// changed\n")
+    assert fused_attention.build(compiler, sources / "attention.cpp") != first
+
+
 def test_a_kernel_that_cannot_be_built_leaves_eager_attention(tmp_path, monkeypatch):
     monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(fused_attention, "cxx_compiler", lambda: shutil.which("false"))
