@@ -67,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
         old_source = Path(folder) / source
-        # Built here rather than by `_kernel()`: its per-source cache would otherwise hold both under one name.
+        # Built and bound here: `_kernel()` loads the working tree's source only.
         kernels = {"working_tree": fused_attention.SOURCE, "revision": old_source}
         kernels = {name: fused_attention.bind(fused_attention.build(compiler, path)) for name, path in kernels.items()}
         outputs = {name: fused_attention.run(k, *inputs, HEADS, HEAD_SIZE**-0.5) for name, k in kernels.items()}
