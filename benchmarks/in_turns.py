@@ -36,7 +36,7 @@ from model.predictor import DEFAULT_PRECISION, cpu_features, resolve_precision
 from model.quant import quantize_encoder
 
 
-def with_attention(attention: str) -> StancePredictor:
+def with_attention(attention: str | None) -> StancePredictor:
     predictor = StancePredictor.load(default_model_path(), resolve_precision(DEFAULT_PRECISION, compiled=True), "off")
     predictor.compile(attention)
     return predictor
