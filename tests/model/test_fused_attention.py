@@ -67,6 +67,18 @@ def test_the_kernel_reads_projections_side_by_side_in_place(monkeypatch):
 
 
 @needs_compiler
+@pytest.mark.parametrize("spread", [0.05, 20.0], ids=["near zero", "far out"])
+def test_gelu_codes_hold_near_zero_and_far_out(spread):
+    # Pre-activations of about +-0.1 and of about +-40, beyond the last piece of the AVX-512 build's erf spline.
+    products, column_scale, row_scale, row_offset, weight_sum, bias = gelu_codes_inputs(integer=False)
+    inputs = (products * spread, column_scale, row_scale, row_offset, weight_sum * spread, bias * spread)
+    codes, _, _ = fused_attention.gelu_codes(*inputs, 128)
+    expected = gelu_codes_reference(*inputs)[0]
+    assert (decoded(codes, 128) != expected).float().mean() < 1e-4
+    assert (decoded(codes, 128) - expected).abs().max() <= 1
+
+
+@needs_compiler
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
 @pytest.mark.parametrize("narrower", [("-mno-avx512f",), ("-mno-avx",)], ids=["8 lanes (AVX2)", "4 lanes (SSE)"])
 def test_builds_for_narrower_vectors_compute_the_same(tmp_path, monkeypatch, narrower):
