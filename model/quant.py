@@ -32,7 +32,8 @@ range comes from bounds on the pre-activation (`gelu_range`) and the compiled ke
 not once for the range and again for the codes. When compiled with the fused kernels (`fuse_gelu`), the layer before
 it does that step instead, in one C++ kernel from its GEMM's products to the codes (`fused_attention.gelu_codes`):
 inductor's kernel for it spent half its time in erf, and the pass scored 1.054x the pairs/s in turns
-(benchmarks/results/revision_gelu_codes.json).
+(benchmarks/results/revision_gelu_codes.json). With AVX-512 the kernel takes erf from a cubic spline, GELU within
+1.1e-6, which cut its time in the pass from 0.342 to 0.198 s (benchmarks/PROFILE.md, session 17).
 """
 
 from __future__ import annotations
