@@ -19,6 +19,65 @@ constexpr int R = 8;
 constexpr int R = 4;
 #endif
 
+#if defined(__AVX512F__)
+// The 16 x 16 floats of `rows` transposed into `cols`, in registers: 64 shuffles.
+static inline void transpose16(const __m512 rows[16], __m512 cols[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
+    }
+    // u[g + k], in its 128-bit lane L: column 4L + k of rows g to g + 3.
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = (__m512)_mm512_unpacklo_pd((__m512d)t[g], (__m512d)t[g + 2]);
+        u[g + 1] = (__m512)_mm512_unpackhi_pd((__m512d)t[g], (__m512d)t[g + 2]);
+        u[g + 2] = (__m512)_mm512_unpacklo_pd((__m512d)t[g + 1], (__m512d)t[g + 3]);
+        u[g + 3] = (__m512)_mm512_unpackhi_pd((__m512d)t[g + 1], (__m512d)t[g + 3]);
+    }
+    for (int k = 0; k < 4; ++k) {
+        const __m512 even_low = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), odd_low = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd);
+        const __m512 even_high = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+        const __m512 odd_high = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
+        cols[k] = _mm512_shuffle_f32x4(even_low, even_high, 0x88);
+        cols[4 + k] = _mm512_shuffle_f32x4(odd_low, odd_high, 0x88);
+        cols[8 + k] = _mm512_shuffle_f32x4(even_low, even_high, 0xdd);
+        cols[12 + k] = _mm512_shuffle_f32x4(odd_low, odd_high, 0xdd);
+    }
+}
+#endif
+
+// kt[d * blocks + c]: dimension d of keys c W to c W + W - 1, 0 past the last key. With AVX-512 and a head size of
+// 16, 32 or 64, 16 x 16 blocks transposed in registers, else element by element, dimension outer so the writes run
+// along kt's rows (8% faster than key position outer). perf had the element-wise loop at about a sixth of the
+// kernel's time; with the softmax's exp_nonpositive (vec.h) the kernel took 0.842x the time per call
+// (benchmarks/results/attention_kernel.json).
+template <int HS>
+static inline void transpose_keys(const float* k, vf* kt, int64_t length, int64_t row, int64_t hs, int64_t blocks) {
+#if defined(__AVX512F__)
+    if constexpr (HS > 0) {
+        for (int64_t c = 0; c < blocks; ++c) {
+            for (int64_t d0 = 0; d0 < HS; d0 += 16) {
+                __m512 rows[16], cols[16];
+                for (int r = 0; r < 16; ++r) {
+                    const int64_t j = c * 16 + r;
+                    rows[r] = j < length ? _mm512_loadu_ps(k + j * row + d0) : _mm512_setzero_ps();
+                }
+                transpose16(rows, cols);
+                for (int dd = 0; dd < 16; ++dd) kt[(d0 + dd) * blocks + c] = (vf)cols[dd];
+            }
+        }
+        return;
+    }
+#endif
+    float* ktf = reinterpret_cast<float*>(kt);
+    for (int64_t d = 0; d < hs; ++d) {
+        for (int64_t j = length; j < blocks * W; ++j) ktf[d * blocks * W + j] = 0.0f;
+    }
+    for (int64_t d = 0; d < hs; ++d) {
+        for (int64_t j = 0; j < length; ++j) ktf[d * blocks * W + j] = k[j * row + d];
+    }
+}
+
 template <int HS>
 static void one_head(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t length,
                      int64_t row, int64_t out_row, int64_t head_size, float scale, vf* kt, vf* s, vf* keymask) {
@@ -30,14 +89,7 @@ static void one_head(const float* q, const float* k, const float* v, const float
             keymask[c][l] = j < length ? mask[j] : -INFINITY;
         }
     }
-    float* ktf = reinterpret_cast<float*>(kt);
-    for (int64_t d = 0; d < hs; ++d) {
-        for (int64_t j = length; j < blocks * W; ++j) ktf[d * blocks * W + j] = 0.0f;
-    }
-    // Key dimension outer, so the writes run along kt's rows: 8% faster than key position outer.
-    for (int64_t d = 0; d < hs; ++d) {
-        for (int64_t j = 0; j < length; ++j) ktf[d * blocks * W + j] = k[j * row + d];
-    }
+    transpose_keys<HS>(k, kt, length, row, hs, blocks);
     const vf vscale = splat(scale);
     for (int64_t i0 = 0; i0 < length; i0 += R) {
         const int rows = length - i0 < R ? int(length - i0) : R;
@@ -75,7 +127,7 @@ static void one_head(const float* q, const float* k, const float* v, const float
             const vf m = splat(hmax(mv));
             vf total = {};
             for (int64_t c = 0; c < blocks; ++c) {
-                sr[c] = vexp(sr[c] - m);
+                sr[c] = exp_nonpositive(sr[c] - m);
                 total += sr[c];
             }
             inv[r] = 1.0f / hsum(total);

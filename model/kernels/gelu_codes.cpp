@@ -7,9 +7,6 @@
 #include <cmath>
 #include <cstdint>
 #include <vector>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "vec.h"
 
