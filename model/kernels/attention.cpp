@@ -49,8 +49,8 @@ static inline void transpose16(const __m512 rows[16], __m512 cols[16]) {
 // kt[d * blocks + c]: dimension d of keys c W to c W + W - 1, 0 past the last key. With AVX-512 and a head size of
 // 16, 32 or 64, 16 x 16 blocks transposed in registers, else element by element, dimension outer so the writes run
 // along kt's rows (8% faster than key position outer). perf had the element-wise loop at about a sixth of the
-// kernel's time; with the softmax's exp_nonpositive (vec.h) the kernel took 0.842x the time per call
-// (benchmarks/results/attention_kernel.json).
+// kernel's time. With this, the softmax's exp_nonpositive and vec.h's AVX-512 reductions the kernel takes 0.793x
+// the time per call (benchmarks/results/attention_kernel.json, against 083d40f).
 template <int HS>
 static inline void transpose_keys(const float* k, vf* kt, int64_t length, int64_t row, int64_t hs, int64_t blocks) {
 #if defined(__AVX512F__)
