@@ -56,8 +56,8 @@ static inline vf vexp(vf x) {
 }
 
 // e^x for x <= 0; 0 below -87, as from vexp. With AVX-512, exp_reduced with n rounded and 2^n applied by AVX-512's
-// own instructions (roundscale, scalef), which took the GELU kernel from 1.23 to 0.99 ms on 1,480 rows of 1,536 (ad
-// hoc, benchmarks/PROFILE.md, session 16); else vexp. Below -87 the result is set to 0 rather than computed: results
+// own instructions (roundscale, scalef), which took session 16's GELU kernel from 1.23 to 0.99 ms on 1,480 rows of
+// 1,536 (ad hoc, benchmarks/PROFILE.md); else vexp. Below -87 the result is set to 0 rather than computed: results
 // under float's smallest normal (from about -87.3 down) take the CPU's slow path, which made attention, with its
 // masked keys, 2.2x slower.
 static inline vf exp_nonpositive(vf x) {
