@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from in_turns import exported
 from inference import RESULTS, cpu_model
 
 from model import fused_attention
@@ -52,20 +52,14 @@ def main() -> None:
     compiler = fused_attention.cxx_compiler()
     if compiler is None:
         parser.error("the kernel needs a C++ compiler")
-    root = Path(__file__).resolve().parent.parent
-    source = fused_attention.SOURCE.relative_to(root)
-    commit = subprocess.run(
-        ["git", "rev-parse", args.against], cwd=root, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    # The kernels' folder as a whole, for the headers the source includes.
-    archive = subprocess.run(["git", "archive", commit, str(source.parent)], cwd=root, check=True, capture_output=True).stdout
+    source = fused_attention.SOURCE.relative_to(Path(__file__).resolve().parent.parent)
     torch.manual_seed(0)
     qkv = torch.randn(args.batch, args.length, 3 * HEADS * HEAD_SIZE)
     mask = torch.zeros(args.batch, args.length)
     mask[::3, args.length * 3 // 4 :] = torch.finfo(torch.float32).min
     inputs = (*qkv.chunk(3, dim=-1), mask)
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        commit = exported(args.against, Path(folder))  # with the headers the source includes
         old_source = Path(folder) / source
         # Built and bound here: `_kernel()` loads the working tree's source only.
         kernels = {"working_tree": fused_attention.SOURCE, "revision": old_source}

@@ -181,11 +181,17 @@ def gelu_codes(
         raise RuntimeError("the fused GELU kernel is not available (see model.fused_attention.available)")
     rows, n = products.shape
     inputs = [t if t is None else t.contiguous() for t in (products, column_scale, row_scale, row_offset, weight_sum, bias)]
-    codes = products.new_empty((rows, n), dtype=torch.uint8)
-    scale, offset = (products.new_empty((rows, 1), dtype=torch.float32) for _ in range(2))
+    codes, scale, offset = outputs = _gelu_codes_outputs(products)
     pointers = [None if t is None else t.data_ptr() for t in inputs]
     kernel(*pointers, codes.data_ptr(), scale.data_ptr(), offset.data_ptr(), rows, n, zero_point, torch.get_num_threads())
-    return codes, scale, offset
+    return outputs
+
+
+def _gelu_codes_outputs(products: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`gelu_codes`'s outputs, empty: the codes [rows, n] and their [rows, 1] scale and offset."""
+    rows, n = products.shape
+    scale, offset = (products.new_empty((rows, 1), dtype=torch.float32) for _ in range(2))
+    return products.new_empty((rows, n), dtype=torch.uint8), scale, offset
 
 
 @gelu_codes.register_fake
@@ -198,6 +204,4 @@ def _(
     bias: torch.Tensor,
     zero_point: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    rows, n = products.shape
-    scale, offset = (products.new_empty((rows, 1), dtype=torch.float32) for _ in range(2))
-    return products.new_empty((rows, n), dtype=torch.uint8), scale, offset
+    return _gelu_codes_outputs(products)

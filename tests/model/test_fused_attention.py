@@ -22,6 +22,12 @@ def reference(query, key, value, mask, heads, scale):
     return (F.softmax(scores, dim=-1) @ split[2]).transpose(1, 2).reshape(batch, length, width)
 
 
+def narrower_build(tmp_path, monkeypatch, source, narrower):
+    """`source` built into a cache under `tmp_path` with the extra `narrower` flags (fewer vector extensions)."""
+    monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
+    return fused_attention.build(fused_attention.cxx_compiler(), source, (*fused_attention.FLAGS, *narrower))
+
+
 def projections(batch, length, heads, head_size, seed=0):
     torch.manual_seed(seed)
     q, k, v = (torch.randn(batch, length, heads * head_size) * 2 for _ in range(3))
@@ -83,10 +89,7 @@ def test_gelu_codes_hold_near_zero_and_far_out(spread):
 @pytest.mark.parametrize("narrower", [("-mno-avx512f",), ("-mno-avx",)], ids=["8 lanes (AVX2)", "4 lanes (SSE)"])
 def test_builds_for_narrower_vectors_compute_the_same(tmp_path, monkeypatch, narrower):
     # What CPUs without AVX-512 (or AVX) run: the lane count follows the vector extensions the build targets.
-    monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
-    kernel = fused_attention.bind(
-        fused_attention.build(fused_attention.cxx_compiler(), flags=(*fused_attention.FLAGS, *narrower))
-    )
+    kernel = fused_attention.bind(narrower_build(tmp_path, monkeypatch, fused_attention.SOURCE, narrower))
     for batch, length, heads, head_size in [(5, 37, 12, 32), (3, 11, 3, 8), (2, 70, 2, 16)]:
         q, k, v, mask, _ = projections(batch, length, heads, head_size)
         expected = reference(q, k, v, mask, heads, head_size**-0.5)
@@ -136,10 +139,7 @@ def test_gelu_codes_equal_torchs_quantised_gelu(integer, zero_point):
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
 @pytest.mark.parametrize("narrower", [("-mno-avx512f",), ("-mno-avx",)], ids=["8 lanes (AVX2)", "4 lanes (SSE)"])
 def test_gelu_codes_build_for_narrower_vectors(tmp_path, monkeypatch, narrower):
-    monkeypatch.setattr(fused_attention, "cache_dir", lambda: tmp_path)
-    library = fused_attention.build(
-        fused_attention.cxx_compiler(), fused_attention.GELU_CODES_SOURCE, (*fused_attention.FLAGS, *narrower)
-    )
+    library = narrower_build(tmp_path, monkeypatch, fused_attention.GELU_CODES_SOURCE, narrower)
     kernel = fused_attention.bind(library, "stance_gelu_codes", fused_attention.GELU_CODES_ARGS)
     monkeypatch.setattr(fused_attention, "_gelu_codes_kernel", lambda: kernel)
     inputs = gelu_codes_inputs(integer=False)

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -188,8 +190,6 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
 @pytest.mark.skipif(not fused_attention.available(), reason="the fused kernels need a C++ compiler")
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_fused_gelu_codes_give_the_same_encoder_output(tiny_predictor, kernel):
-    import copy
-
     encoder = copy.deepcopy(tiny_predictor.network.encoder)
     quantize_encoder(encoder, kernel=kernel)
     ids = torch.randint(1000, 2000, (3, 11))
