@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import free_port, wait_ready
 from synthetic import article
 
-from model import StancePredictor, default_model_path
+from model import StancePredictor, default_model_path, fused_attention
 from model.encoding import MARKER_TOKENS
 from model.predictor import (
     BATCH_SIZE,
@@ -79,7 +79,7 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
 
 def gemm_probe(tokens: int = 2048, hidden: int = 384, inner: int = 1536, seconds: float = 2.0) -> dict[str, float]:
     """Sustained rates (G(FL)OP/s) of fp32 and bf16 matmul and of the int8 GEMMs (torch's dynamic-quantised Linear,
-    `_int_mm`, oneDNN's prepacked Linear), at the encoder's shapes."""
+    `_int_mm`, oneDNN's prepacked Linear and, where the CPU has AMX, our AMX kernel), at the encoder's shapes."""
     from torch.ao.nn.quantized.dynamic import Linear as QLinear
 
     x = torch.randn(tokens, hidden)
@@ -92,16 +92,20 @@ def gemm_probe(tokens: int = 2048, hidden: int = 384, inner: int = 1536, seconds
     xu = (xi.to(torch.int16) + UINT8_ZERO).to(torch.uint8)
     packed = torch.ops.onednn.qlinear_prepack(wi.t().contiguous(), None)
     weight_scale = torch.full((inner,), 0.01)
+    column_sums = wi.sum(dim=0, dtype=torch.int32)
     ops = 2 * tokens * hidden * inner
     rates = {}
     probes = {
         "fp32_gflops": lambda: x @ w,
         "bf16_gflops": lambda: xb @ wb,
         "int8_gops": lambda: qlinear(x),  # torch's dynamic int8 Linear, quantising x included
-        # The int8 path's GEMMs (model/quant.py): "int_mm" and, where the CPU has AMX, "onednn".
+        # The int8 path's GEMMs (model/quant.py): "int_mm" and, where the CPU has AMX, "onednn" and "amx".
         "int8_int_mm_gops": lambda: torch._int_mm(xi, wi),
         "int8_onednn_gops": lambda: onednn_int8_linear(xu, packed, weight_scale, inner),
     }
+    if fused_attention.amx_available():
+        tiles = fused_attention.amx_pack(wi)
+        probes["int8_amx_gops"] = lambda: fused_attention.amx_int8_linear(xu, tiles, column_sums, weight_scale, UINT8_ZERO)
     for name, fn in probes.items():
         fn()
         n, started = 0, time.perf_counter()
@@ -256,7 +260,7 @@ def main() -> None:
     # Each rate's faster run, and the fastest of the int8 probes, so the ceiling is the stricter one.
     rates = {name: max(probe_before[name], probe_after[name]) for name in probe_before}
     ops = [encoder_ops(n, fp32.network.encoder.config) for n in lengths]
-    int8_rate = max(rates["int8_gops"], rates["int8_int_mm_gops"], rates["int8_onednn_gops"])
+    int8_rate = max(rate for name, rate in rates.items() if name.startswith("int8_"))
     seconds_int8 = sum(lin / (int8_rate * 1e9) + att / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
     seconds_fp32 = sum((lin + att) / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
     seconds_bf16 = sum((lin + att) / (rates["bf16_gflops"] * 1e9) for lin, att in ops)

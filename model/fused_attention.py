@@ -1,7 +1,8 @@
-"""Fused CPU kernels for the compiled scoring path, built once per CPU with the machine's C++ compiler (as
+"""Fused CPU kernels for the int8 and compiled scoring paths, built once per CPU with the machine's C++ compiler (as
 torch.compile's inductor builds its own kernels) and called through torch custom ops, which a compiled graph calls
-as opaque kernels: self-attention (`model/kernels/attention.cpp`) and the int8 feed-forward layer's GELU and
-quantisation (`model/kernels/gelu_codes.cpp`, `gelu_codes`).
+as opaque kernels: self-attention (`model/kernels/attention.cpp`), the int8 feed-forward layer's GELU and
+quantisation (`model/kernels/gelu_codes.cpp`, `gelu_codes`), and the int8 linear layers' GEMM on AMX's int8 tiles
+(`model/kernels/amx_linear.cpp`, `amx_int8_linear`).
 
 At our lengths (30-40 tokens, head size 32) the compiled matmul-softmax-matmul graph spends most of its time in
 small batched matmuls, a separate softmax pass and transposes of the heads; the kernel does the whole attention
@@ -27,6 +28,12 @@ SOURCE = Path(__file__).resolve().parent / "kernels" / "attention.cpp"
 GELU_CODES_SOURCE = SOURCE.parent / "gelu_codes.cpp"
 ATTENTION_ARGS = (*[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 5, ctypes.c_float, ctypes.c_int)
 GELU_CODES_ARGS = (*[ctypes.c_void_p] * 9, *[ctypes.c_int64] * 2, ctypes.c_int, ctypes.c_int)
+AMX_SOURCE = SOURCE.parent / "amx_linear.cpp"
+AMX_LINEAR_ARGS = (*[ctypes.c_void_p] * 9, *[ctypes.c_int64] * 3, ctypes.c_int, ctypes.c_int)
+AMX_PACK_ARGS = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+AMX_GELU_CODES_ARGS = (*[ctypes.c_void_p] * 11, *[ctypes.c_int64] * 3, ctypes.c_int, ctypes.c_int)
+# What AMX's tiles take: weights padded to a multiple of AMX_DEPTH rows (input features) and AMX_COLUMNS columns.
+AMX_DEPTH, AMX_COLUMNS = 64, 32
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 BUILD_TIMEOUT_S = 120
 
@@ -78,21 +85,23 @@ def build(compiler: str, source: Path = SOURCE, flags: tuple[str, ...] = FLAGS) 
     return library
 
 
-def bind(library: Path, name: str = "stance_attention", argtypes: tuple = ATTENTION_ARGS) -> Callable[..., None]:
+def bind(
+    library: Path, name: str = "stance_attention", argtypes: tuple = ATTENTION_ARGS, restype: type | None = None
+) -> Callable[..., None]:
     """A kernel's C function in a built library; raises OSError or AttributeError if it cannot be loaded."""
     function = getattr(ctypes.CDLL(str(library)), name)
-    function.restype = None
+    function.restype = restype
     function.argtypes = list(argtypes)
     return function
 
 
 @functools.cache
-def _built(source: Path, name: str, argtypes: tuple) -> Callable[..., None] | None:
+def _built(source: Path, name: str, argtypes: tuple, restype: type | None = None) -> Callable[..., None] | None:
     compiler = cxx_compiler()
     if compiler is None:
         return None
     try:
-        return bind(build(compiler, source), name, argtypes)
+        return bind(build(compiler, source), name, argtypes, restype)
     except (OSError, subprocess.SubprocessError, AttributeError):
         return None
 
@@ -103,6 +112,131 @@ def _kernel() -> Callable[..., None] | None:
 
 def _gelu_codes_kernel() -> Callable[..., None] | None:
     return _built(GELU_CODES_SOURCE, "stance_gelu_codes", GELU_CODES_ARGS)
+
+
+def _amx_linear_kernel() -> Callable[..., None] | None:
+    return _built(AMX_SOURCE, "stance_amx_linear", AMX_LINEAR_ARGS)
+
+
+def _amx_gelu_codes_kernel() -> Callable[..., None] | None:
+    return _built(AMX_SOURCE, "stance_amx_gelu_codes", AMX_GELU_CODES_ARGS)
+
+
+@functools.cache
+def amx_available() -> bool:
+    """Whether the AMX int8 GEMM runs here: the CPU has AMX's int8 tiles, the kernel builds, and Linux lets this
+    process use the tiles (the first call asks it)."""
+    if not torch.cpu.get_capabilities().get("amx_int8", False):
+        return False
+    init = _built(AMX_SOURCE, "stance_amx_init", (), ctypes.c_int)
+    return init is not None and init() == 0 and _amx_linear_kernel() is not None and _amx_gelu_codes_kernel() is not None
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple
+
+
+def amx_pack(weights: torch.Tensor) -> torch.Tensor:
+    """int8 weights [in_features, out_features] in the tile order that `amx_int8_linear` reads, zero-padded to
+    multiples of AMX_DEPTH and AMX_COLUMNS (`amx_available()` must be true)."""
+    depth, columns = weights.shape
+    packed = torch.empty(_round_up(depth, AMX_DEPTH) * _round_up(columns, AMX_COLUMNS), dtype=torch.int8)
+    pack = _built(AMX_SOURCE, "stance_amx_pack", AMX_PACK_ARGS)
+    pack(weights.to(torch.int8).contiguous().data_ptr(), packed.data_ptr(), depth, columns)
+    return packed
+
+
+def _amx_run(kernel: Callable[..., None] | None, inputs: tuple, outputs: tuple, zero_point: int) -> None:
+    """An AMX kernel (`stance_amx_linear` or `stance_amx_gelu_codes`) on the AMX ops' `inputs`, from the codes to
+    the bias, writing `outputs`."""
+    if kernel is None or not amx_available():
+        raise RuntimeError("the AMX int8 kernel is not available (see model.fused_attention.amx_available)")
+    codes, _, column_sums, weight_scale = inputs[:4]
+    if codes.dtype != torch.uint8 or column_sums.dtype != torch.int32 or weight_scale.dtype != torch.float32:
+        raise ValueError("the AMX int8 kernel takes uint8 codes, int32 column sums and float32 weight scales")
+    # Kept in a list, so that a contiguous copy outlives the call that reads it.
+    tensors = [None if t is None else t.contiguous() for t in inputs]
+    pointers = [None if t is None else t.data_ptr() for t in (*tensors, *outputs)]
+    kernel(*pointers, *codes.shape, weight_scale.shape[0], zero_point, torch.get_num_threads())
+
+
+@torch.library.custom_op("stance::amx_int8_linear", mutates_args=())
+def amx_int8_linear(
+    codes: torch.Tensor,
+    packed: torch.Tensor,
+    column_sums: torch.Tensor,
+    weight_scale: torch.Tensor,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor | None,
+    zero_point: int,
+) -> torch.Tensor:
+    """The int8 linear layer (model/quant.py's Int8Linear) on AMX's int8 tiles, from its input's uint8 `codes`
+    [rows, in_features] (int8 codes plus `zero_point`) with their [rows, 1] `row_scale` and `row_offset`: the codes
+    times the int8 weights that `packed` holds (from `amx_pack`), each output channel times its `weight_scale`, then
+    dequantised (times the row's scale, plus the row's offset times `weight_sum`, plus `bias`), as float32 [rows,
+    out_features]. `column_sums` are the int32 sums of each output channel's int8 weights, for the zero point's
+    share. Before dequantising, the products are oneDNN's int8 Linear's, bit for bit."""
+    out = _amx_output(codes, weight_scale)
+    inputs = (codes, packed, column_sums, weight_scale, row_scale, row_offset, weight_sum, bias)
+    _amx_run(_amx_linear_kernel(), inputs, (out,), zero_point)
+    return out
+
+
+def _amx_output(codes: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    return codes.new_empty((codes.shape[0], weight_scale.shape[0]), dtype=torch.float32)
+
+
+@amx_int8_linear.register_fake
+def _(
+    codes: torch.Tensor,
+    packed: torch.Tensor,
+    column_sums: torch.Tensor,
+    weight_scale: torch.Tensor,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor | None,
+    zero_point: int,
+) -> torch.Tensor:
+    return _amx_output(codes, weight_scale)
+
+
+@torch.library.custom_op("stance::amx_gelu_codes", mutates_args=())
+def amx_gelu_codes(
+    codes: torch.Tensor,
+    packed: torch.Tensor,
+    column_sums: torch.Tensor,
+    weight_scale: torch.Tensor,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor,
+    zero_point: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The feed-forward input layer on AMX's int8 tiles, with `amx_int8_linear`'s arguments, ending in `gelu_codes`
+    in the same kernel, which never writes the layer's output out: GELU of it, quantised per row for the output
+    layer. Returns what `gelu_codes` does."""
+    outputs = _gelu_codes_outputs(codes, codes.shape[0], weight_scale.shape[0])
+    inputs = (codes, packed, column_sums, weight_scale, row_scale, row_offset, weight_sum, bias)
+    _amx_run(_amx_gelu_codes_kernel(), inputs, outputs, zero_point)
+    return outputs
+
+
+@amx_gelu_codes.register_fake
+def _(
+    codes: torch.Tensor,
+    packed: torch.Tensor,
+    column_sums: torch.Tensor,
+    weight_scale: torch.Tensor,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor,
+    zero_point: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _gelu_codes_outputs(codes, codes.shape[0], weight_scale.shape[0])
 
 
 def available() -> bool:
@@ -181,17 +315,16 @@ def gelu_codes(
         raise RuntimeError("the fused GELU kernel is not available (see model.fused_attention.available)")
     rows, n = products.shape
     inputs = [t if t is None else t.contiguous() for t in (products, column_scale, row_scale, row_offset, weight_sum, bias)]
-    codes, scale, offset = outputs = _gelu_codes_outputs(products)
+    codes, scale, offset = outputs = _gelu_codes_outputs(products, rows, n)
     pointers = [None if t is None else t.data_ptr() for t in inputs]
     kernel(*pointers, codes.data_ptr(), scale.data_ptr(), offset.data_ptr(), rows, n, zero_point, torch.get_num_threads())
     return outputs
 
 
-def _gelu_codes_outputs(products: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`gelu_codes`'s outputs, empty: the codes [rows, n] and their [rows, 1] scale and offset."""
-    rows, n = products.shape
-    scale, offset = (products.new_empty((rows, 1), dtype=torch.float32) for _ in range(2))
-    return products.new_empty((rows, n), dtype=torch.uint8), scale, offset
+def _gelu_codes_outputs(like: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`gelu_codes`'s outputs, empty, on `like`'s device: the codes [rows, n] and their [rows, 1] scale and offset."""
+    scale, offset = (like.new_empty((rows, 1), dtype=torch.float32) for _ in range(2))
+    return like.new_empty((rows, n), dtype=torch.uint8), scale, offset
 
 
 @gelu_codes.register_fake
@@ -204,4 +337,4 @@ def _(
     bias: torch.Tensor,
     zero_point: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _gelu_codes_outputs(products)
+    return _gelu_codes_outputs(products, *products.shape)

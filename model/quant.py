@@ -14,12 +14,15 @@ input channel c by s_c and multiplies the weights' column c by s_c, which is exa
 s_c = a_c ** ALPHA / w_c ** (1 - ALPHA): a_c = |gamma_c| + |beta_c| of that LayerNorm stands in for the
 activation range (no calibration data needed), w_c is the largest weight in column c.
 
-Three int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation around each:
+Four int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation around each:
+- "amx": our own kernel on AMX's int8 tiles (`fused_attention.amx_int8_linear`, built with the machine's C++
+  compiler), on weights packed once into tile order. It gives oneDNN's products bit for bit, and on BERT-base's
+  shapes at 1,536 rows it ran 1.1-4x faster than oneDNN's Linear (benchmarks/PROFILE.md, session 18);
 - "onednn": oneDNN's int8 Linear on weights packed once for it, which runs on AMX's int8 tiles where the CPU has
-  them. It takes the codes shifted to uint8 with a zero point of 128 (the same products, exactly) and scales each
-  output channel itself. On an Intel Xeon with AMX the compiled path scored 1.17x the pairs/s of "int_mm"
-  (benchmarks/results/int8_kernel.json); on an AMD EPYC without AMX it ran the feed-forward input layer at 0.4x
-  `_int_mm`'s rate (benchmarks/PROFILE.md, session 14), so it is AMX's kernel only;
+  them: the AMX kernel where ours cannot be built. Both take the codes shifted to uint8 with a zero point of 128
+  (the same products, exactly) and scale each output channel themselves. On an Intel Xeon with AMX the compiled path
+  scored 1.17x the pairs/s of "int_mm" (benchmarks/results/int8_kernel.json); on an AMD EPYC without AMX it ran the
+  feed-forward input layer at 0.4x `_int_mm`'s rate (benchmarks/PROFILE.md, session 14), so it is AMX's kernel only;
 - "int_mm": `torch._int_mm` on the int8 codes, fast only with the CPU's int8 dot products (AVX512-VNNI);
 - "fbgemm": torch's quantised dynamic Linear, whose AVX2 kernels serve CPUs without them. It takes one scale per
   call, so each token is first mapped onto [-1, 1] by its own offset and scale, which leaves every token its own
@@ -49,8 +52,9 @@ from torch import nn
 from model import fused_attention
 
 INT8_MAX = 127
-INT8_KERNELS = ("onednn", "int_mm", "fbgemm")
-# The uint8 code of int8 code 0 for the "onednn" kernel.
+INT8_KERNELS = ("amx", "onednn", "int_mm", "fbgemm")
+# The kernels that take uint8 codes, and the uint8 code of int8 code 0 for them.
+UINT8_KERNELS = ("amx", "onednn")
 UINT8_ZERO = 128
 # Chosen in benchmarks/results/int8_variants*.json by the labels moved, on the shipped model, with both kernels.
 # Model 0.4.0 (session 11): 0.3 / 0.5 / 0.7 / none moved 17 / 19 / 18 / 15 of 3,583 pairs on _int_mm and
@@ -73,10 +77,10 @@ def gelu_range(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def int8_kernel() -> str:
-    """The int8 GEMM for this CPU: "onednn" where it has AMX's int8 tiles, "int_mm" where it has int8 dot products
-    (VNNI), else "fbgemm"."""
+    """The int8 GEMM for this CPU: where it has AMX's int8 tiles "amx" (or "onednn" where our AMX kernel cannot be
+    built), "int_mm" where it has int8 dot products (VNNI), else "fbgemm"."""
     if torch.cpu.get_capabilities().get("amx_int8", False):
-        return "onednn"
+        return "amx" if fused_attention.amx_available() else "onednn"
     return "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
 
 
@@ -104,8 +108,8 @@ def _(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, out
 
 
 class QuantizedRows(NamedTuple):
-    """A layer's input already quantised, as `Int8Linear` takes it: the codes [rows, features] (uint8 with the
-    "onednn" kernel's zero point, else int8), each row's scale and offset ([rows, 1]), and the leading dimensions of
+    """A layer's input already quantised, as `Int8Linear` takes it: the codes [rows, features] (uint8 with
+    UINT8_ZERO for the UINT8_KERNELS, else int8), each row's scale and offset ([rows, 1]), and the leading dimensions of
     the tensor the rows came from."""
 
     codes: torch.Tensor
@@ -126,6 +130,8 @@ class Int8Linear(nn.Module):
         self.kernel = kernel or int8_kernel()
         if self.kernel not in INT8_KERNELS:
             raise ValueError(f"kernel must be one of {INT8_KERNELS}, not {self.kernel!r}")
+        if self.kernel == "amx" and not fused_attention.amx_available():
+            raise ValueError("the amx kernel needs AMX's int8 tiles and a C++ compiler (fused_attention.amx_available)")
         if gelu_input and smooth is not None:
             raise ValueError("a layer with gelu_input cannot be smoothed: GELU would have to come before the smoothing")
         self.gelu_input = gelu_input
@@ -144,8 +150,12 @@ class Int8Linear(nn.Module):
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        # fbgemm's or oneDNN's packed weights: a plain attribute, as they are rebuilt from the module, never saved.
-        self.packed = None
+        # The kernel's packed weights (and the AMX kernel's int32 column sums): plain attributes, as they are rebuilt
+        # from the module, never saved.
+        self.packed = self.column_sums = None
+        if self.kernel == "amx":
+            self.packed = fused_attention.amx_pack(self.weight_int8)
+            self.column_sums = self.weight_int8.sum(dim=0, dtype=torch.int32)
         if self.kernel == "onednn":
             self.packed = torch.ops.onednn.qlinear_prepack(self.weight_int8.t().contiguous(), None)
         if self.kernel == "fbgemm":
@@ -179,19 +189,25 @@ class Int8Linear(nn.Module):
             return self._dequantized(torch.ops.quantized.linear_dynamic(unit, self.packed, True) * half, offset, shape)
         # Clamped as a GELU output may pass `gelu_range`'s bounds in the last bit.
         codes = torch.round((rows - offset) * (INT8_MAX / half)).clamp(-INT8_MAX, INT8_MAX)
-        codes = (codes + UINT8_ZERO).to(torch.uint8) if self.kernel == "onednn" else codes.to(torch.int8)
+        codes = (codes + UINT8_ZERO).to(torch.uint8) if self.kernel in UINT8_KERNELS else codes.to(torch.int8)
         return self._from_codes(codes, half / INT8_MAX, offset, shape)
 
     def _from_codes(
         self, codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, shape: torch.Size
     ) -> torch.Tensor | QuantizedRows:
-        """The layer on quantised rows (the "onednn" and "int_mm" kernels)."""
+        """The layer on quantised rows (all kernels but "fbgemm")."""
+        if self.kernel == "amx":
+            op = fused_attention.amx_gelu_codes if self.emit_gelu_codes else fused_attention.amx_int8_linear
+            out = op(
+                codes, self.packed, self.column_sums, self.weight_scale, scale, offset, self.weight_sum, self.bias, UINT8_ZERO
+            )
+            return QuantizedRows(*out, shape) if self.emit_gelu_codes else out.reshape(*shape, self.out_features)
         if self.kernel == "onednn":
             products, column_scale = onednn_int8_linear(codes, self.packed, self.weight_scale, self.out_features), None
         else:
             products, column_scale = torch._int_mm(codes, self.weight_int8), self.weight_scale
         if self.emit_gelu_codes:
-            zero = UINT8_ZERO if self.kernel == "onednn" else 0
+            zero = UINT8_ZERO if self.kernel in UINT8_KERNELS else 0
             gelu = fused_attention.gelu_codes(products, column_scale, scale, offset, self.weight_sum, self.bias, zero)
             return QuantizedRows(gelu[0] if zero else gelu[0].view(torch.int8), gelu[1], gelu[2], shape)
         out = products * scale if column_scale is None else products.float() * scale * column_scale
@@ -261,8 +277,8 @@ def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA, kernel: st
 
 
 def fuse_gelu(encoder: nn.Module) -> int:
-    """Let each int8 feed-forward input layer of a BERT encoder (quantised by `quantize_encoder`, on the "onednn" or
-    "int_mm" kernel) hand GELU of its output to the output layer already quantised, from one fused kernel
+    """Let each int8 feed-forward input layer of a BERT encoder (quantised by `quantize_encoder`, on any kernel but
+    "fbgemm") hand GELU of its output to the output layer already quantised, from one fused kernel
     (`fused_attention.gelu_codes`, which must be available); returns how many layers do."""
     fused = 0
     for layer in encoder.encoder.layer:

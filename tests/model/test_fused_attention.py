@@ -1,3 +1,4 @@
+import ctypes
 import platform
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from model.bert import BertEncoder
 from model.quant import gelu_range
 
 needs_compiler = pytest.mark.skipif(fused_attention.cxx_compiler() is None, reason="the kernel needs a C++ compiler")
+needs_amx = pytest.mark.skipif(not fused_attention.amx_available(), reason="the AMX kernel needs AMX's int8 tiles")
 
 
 def reference(query, key, value, mask, heads, scale):
@@ -246,3 +248,82 @@ def test_a_kernel_that_cannot_be_built_leaves_eager_attention(tmp_path, monkeypa
             fused_attention.attention(q, k, v, mask, 2, 0.25)
     finally:
         fused_attention._built.cache_clear()
+
+
+def amx_inputs(rows, depth, columns, zero_point, seed=0):
+    """Full-range uint8 codes, int8 weights and their integer products less the zero point's share."""
+    torch.manual_seed(seed)
+    codes = torch.randint(0, 256, (rows, depth), dtype=torch.uint8)
+    weights = torch.randint(-127, 128, (depth, columns), dtype=torch.int8)
+    products = (codes.int() - zero_point) @ weights.int()
+    return codes, weights, weights.sum(dim=0, dtype=torch.int32), products
+
+
+@needs_amx
+@pytest.mark.parametrize(
+    ("rows", "depth", "columns"),
+    # Whole tiles and blocks, and rows, depth and columns short of them (the padded stripe, depth and last block);
+    # 1,536 deep sums reach 50 million, beyond float32's exact integers.
+    [(64, 384, 1152), (1, 40, 16), (33, 100, 70), (70, 1536, 384), (5, 64, 37)],
+)
+@pytest.mark.parametrize("zero_point", [0, 128])
+def test_the_amx_kernel_gives_the_integer_products_dequantised(rows, depth, columns, zero_point):
+    codes, weights, column_sums, products = amx_inputs(rows, depth, columns, zero_point)
+    scale, row_scale, row_offset, weight_sum, bias = (
+        torch.rand(columns),
+        torch.rand(rows, 1),
+        torch.randn(rows, 1),
+        torch.randn(columns),
+        torch.randn(columns),
+    )
+    packed = fused_attention.amx_pack(weights)
+    for with_bias in (bias, None):
+        out = fused_attention.amx_int8_linear(
+            codes, packed, column_sums, scale, row_scale, row_offset, weight_sum, with_bias, zero_point
+        )
+        expected = products.float() * scale * row_scale + row_offset * weight_sum
+        expected = expected + with_bias if with_bias is not None else expected
+        # The same float steps, a rounding apart where the compiler fuses a multiply and an add.
+        assert torch.allclose(out, expected, rtol=1e-6, atol=1e-6)
+
+
+@needs_amx
+@pytest.mark.parametrize("rows", [1, 37, 70])
+def test_the_amx_kernels_gelu_codes_equal_gelu_codes_of_its_products(rows):
+    # 1,541 columns: the last block and the GELU step's scalar tail.
+    codes, weights, column_sums, products = amx_inputs(rows, 384, 1541, 128, seed=1)
+    _, column_scale, *rest = gelu_codes_inputs(integer=True, rows=rows, n=1541)
+    fused = fused_attention.amx_gelu_codes(codes, fused_attention.amx_pack(weights), column_sums, column_scale, *rest, 128)
+    two_steps = fused_attention.gelu_codes(products, column_scale, *rest, 128)
+    assert all(torch.equal(a, b) for a, b in zip(fused, two_steps, strict=True))
+
+
+@needs_amx
+def test_the_amx_kernel_takes_uint8_codes_only():
+    codes, weights, column_sums, _ = amx_inputs(3, 64, 32, 0)
+    rows = (torch.ones(3, 1), torch.zeros(3, 1), torch.zeros(32), None, 0)
+    with pytest.raises(ValueError, match=r"^the AMX int8 kernel takes uint8 codes, int32 column sums and float32 weight scales$"):
+        fused_attention.amx_int8_linear(
+            codes.view(torch.int8), fused_attention.amx_pack(weights), column_sums, torch.ones(32), *rows
+        )
+
+
+def test_the_amx_kernel_says_when_it_cannot_run(monkeypatch):
+    monkeypatch.setattr(fused_attention, "amx_available", lambda: False)
+    codes, _, column_sums, _ = amx_inputs(3, 64, 32, 0)
+    rows = (torch.ones(3, 1), torch.zeros(3, 1), torch.zeros(32), None, 0)
+    with pytest.raises(RuntimeError, match=r"^the AMX int8 kernel is not available \(see model.fused_attention.amx_available\)$"):
+        fused_attention.amx_int8_linear(codes, torch.empty(0, dtype=torch.int8), column_sums, torch.ones(32), *rows)
+
+
+def test_without_amx_in_the_cpu_the_amx_kernel_is_not_used(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_int8": False})
+    assert not fused_attention.amx_available.__wrapped__()
+
+
+@needs_compiler
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
+def test_a_build_without_amx_does_not_start(tmp_path, monkeypatch):
+    # What a CPU without AMX builds: a stub whose start-up check fails, so that amx_available is false.
+    library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_SOURCE, ("-mno-amx-tile", "-mno-amx-int8"))
+    assert fused_attention.bind(library, "stance_amx_init", (), ctypes.c_int)() == -1

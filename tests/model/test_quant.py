@@ -32,8 +32,12 @@ from model.quant import (
 )
 
 # oneDNN's int8 kernels without VNNI sum byte products in 16 bits, which can saturate on full-range codes; "onednn"
-# is AMX's kernel only (int8_kernel), so it is tested where the CPU has VNNI at least.
-KERNELS = [k for k in INT8_KERNELS if k != "onednn" or torch.cpu._is_vnni_supported()]
+# is AMX's kernel only (int8_kernel), so it is tested where the CPU has VNNI at least. "amx" runs only with AMX.
+KERNELS = [
+    k
+    for k in INT8_KERNELS
+    if (k != "onednn" or torch.cpu._is_vnni_supported()) and (k != "amx" or fused_attention.amx_available())
+]
 
 
 def _linear(seed: int = 0) -> nn.Linear:
@@ -91,24 +95,38 @@ def test_the_kernels_give_nearly_the_same_result_and_the_cpu_picks_one():
     if "onednn" in out:
         # The same codes and the same integer products; only the order of the two float scalings differs.
         assert torch.allclose(out["onednn"], out["int_mm"], rtol=1e-5, atol=1e-5)
+    if "amx" in out:
+        # oneDNN's products bit for bit, dequantised in the kernel: the same float steps, some fused.
+        assert torch.allclose(out["amx"], out["onednn"], rtol=1e-6, atol=1e-6)
     capabilities = torch.cpu.get_capabilities()
     expected = "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
-    assert int8_kernel() == ("onednn" if capabilities.get("amx_int8") else expected)
+    amx = "amx" if fused_attention.amx_available() else "onednn"
+    assert int8_kernel() == (amx if capabilities.get("amx_int8") else expected)
     assert "kernel=" + int8_kernel() in repr(Int8Linear(linear))
-    with pytest.raises(ValueError, match=r"kernel must be one of \('onednn', 'int_mm', 'fbgemm'\), not 'avx'"):
+    with pytest.raises(ValueError, match=r"kernel must be one of \('amx', 'onednn', 'int_mm', 'fbgemm'\), not 'avx'"):
         Int8Linear(linear, kernel="avx")
 
 
+def test_the_amx_kernel_is_refused_where_it_cannot_run(monkeypatch):
+    monkeypatch.setattr(fused_attention, "amx_available", lambda: False)
+    with pytest.raises(
+        ValueError, match=r"^the amx kernel needs AMX's int8 tiles and a C\+\+ compiler \(fused_attention.amx_available\)$"
+    ):
+        Int8Linear(_linear(), kernel="amx")
+
+
 @pytest.mark.parametrize(
-    ("capabilities", "expected"),
+    ("capabilities", "amx_builds", "expected"),
     [
-        ({"amx_int8": True, "avx512_vnni": True}, "onednn"),
-        ({"amx_int8": False, "avx512_vnni": True}, "int_mm"),
-        ({"avx512_vnni": False}, "fbgemm"),
+        ({"amx_int8": True, "avx512_vnni": True}, True, "amx"),
+        ({"amx_int8": True, "avx512_vnni": True}, False, "onednn"),
+        ({"amx_int8": False, "avx512_vnni": True}, False, "int_mm"),
+        ({"avx512_vnni": False}, False, "fbgemm"),
     ],
 )
-def test_the_int8_kernel_follows_the_cpu(monkeypatch, capabilities, expected):
+def test_the_int8_kernel_follows_the_cpu(monkeypatch, capabilities, amx_builds, expected):
     monkeypatch.setattr("torch.cpu.get_capabilities", lambda: capabilities)
+    monkeypatch.setattr(fused_attention, "amx_available", lambda: amx_builds)
     assert int8_kernel() == expected
 
 

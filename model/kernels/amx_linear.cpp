@@ -1,0 +1,197 @@
+// The int8 linear layer's GEMM on AMX's int8 tiles (Intel Xeon from Sapphire Rapids on): uint8 codes (the int8
+// codes plus a zero point) times int8 weights packed once into tile order. stance_amx_linear dequantises each
+// 32 × 32 block of int32 sums into the layer's float32 output in the same pass; stance_amx_gelu_codes ends the
+// feed-forward input layer in GELU and the output layer's codes (gelu.h) instead. Built and loaded by model/fused_attention.py; on a CPU without AMX it builds to a stub whose
+// init fails.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AMX_INT8__) && defined(__AMX_TILE__)
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "gelu.h"
+
+namespace {
+
+constexpr int TILE_ROWS = 16;
+constexpr int TILE_BYTES = 64;         // of a tile row: 64 codes of one row, or 4 depths × 16 columns of weights
+constexpr int STRIPE = 2 * TILE_ROWS;  // rows per block: two A tiles
+constexpr int BLOCK = 2 * 16;          // columns per block: two B tiles of 16 int32 sums each
+
+// Tiles 0-3 hold a block's sums, 4-5 two tiles of codes, 6-7 two tiles of weights: all 16 rows of 64 bytes.
+struct alignas(64) TileConfig {
+    uint8_t palette = 1, start_row = 0, reserved[14] = {};
+    uint16_t bytes[16] = {TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES};
+    uint8_t rows[16] = {TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS};
+};
+const TileConfig TILES;
+
+}  // namespace
+
+// 0 once Linux lets this process use AMX's tile registers (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA).
+extern "C" int stance_amx_init() { return static_cast<int>(syscall(SYS_arch_prctl, 0x1023, 18)); }
+
+// The padded sizes AMX's tiles take: depth to a multiple of 64, columns to one of 32 (a block).
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+// The first min(count, 16) of 16 lanes.
+static __mmask16 lanes(int64_t count) { return count >= 16 ? 0xffff : static_cast<__mmask16>((1u << count) - 1); }
+
+// weights [k, n] row-major into tiles [columns / 16][depth / 64][16 depth quads][16 columns][4 depths], with k and n
+// padded by zeros to multiples of 64 and 32: (round_up(n, 32) / 16) * (round_up(k, 64) / 64) tiles of 1,024 bytes.
+extern "C" void stance_amx_pack(const int8_t* weights, int8_t* packed, int64_t k, int64_t n) {
+    const int64_t depth = round_up(k, 64), columns = round_up(n, BLOCK);
+    for (int64_t column = 0; column < columns; ++column)
+        for (int64_t d = 0; d < depth; ++d) {
+            const int64_t tile = (column / 16) * (depth / 64) + d / 64;
+            packed[tile * 1024 + (d % 64) / 4 * TILE_BYTES + (column % 16) * 4 + d % 4] =
+                column < n && d < k ? weights[d * n + column] : 0;
+        }
+}
+
+// The codes of the stripe of `valid` rows at `first`, or where it is short of rows (the last) or of depth, a copy
+// zero-filled to STRIPE rows of `depth` in `padded`: tiles load whole tiles. Sets `stride` to its rows' spacing.
+static const uint8_t* stripe_codes(const uint8_t* codes, int64_t first, int64_t valid, int64_t k, int64_t depth,
+                                   std::vector<uint8_t>& padded, int64_t& stride) {
+    stride = k;
+    if (valid == STRIPE && depth == k) return codes + first * k;
+    padded.assign(STRIPE * depth, 0);
+    for (int64_t r = 0; r < valid; ++r) std::memcpy(padded.data() + r * depth, codes + (first + r) * k, k);
+    stride = depth;
+    return padded.data();
+}
+
+// -zero_point × each column's sum of weights, padded to whole blocks: where each column's sums start, so that they
+// come out without the zero point's share.
+static std::vector<int32_t> zero_point_shift(const int32_t* column_sums, int64_t n, int zero_point) {
+    std::vector<int32_t> shift(round_up(n, BLOCK), 0);
+    for (int64_t c = 0; c < n; ++c) shift[c] = -zero_point * column_sums[c];
+    return shift;
+}
+
+// sums [STRIPE][BLOCK] (rows `ld` int32 apart) = `shift` (from zero_point_shift, at the block's first column) plus
+// the stripe's codes `a` times the packed weights' BLOCK columns from `b` on. The sums tiles start from `shift` (a
+// load with a row stride of 0) rather than being corrected after they are stored: reading them back at once to
+// correct them stalled on the tile stores and took a quarter of the kernel's time (perf).
+static void block_sums(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles, const int32_t* shift,
+                       int32_t* sums, int64_t ld) {
+    _tile_loadd(0, shift, 0);
+    _tile_loadd(1, shift + 16, 0);
+    _tile_loadd(2, shift, 0);
+    _tile_loadd(3, shift + 16, 0);
+    for (int64_t d = 0; d < depth_tiles; ++d) {
+        _tile_loadd(4, a + d * 64, stride);
+        _tile_loadd(5, a + TILE_ROWS * stride + d * 64, stride);
+        _tile_loadd(6, b + d * 1024, TILE_BYTES);
+        _tile_loadd(7, b + (depth_tiles + d) * 1024, TILE_BYTES);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        _tile_dpbusd(2, 5, 6);
+        _tile_dpbusd(3, 5, 7);
+    }
+    _tile_stored(0, sums, ld * 4);
+    _tile_stored(1, sums + 16, ld * 4);
+    _tile_stored(2, sums + TILE_ROWS * ld, ld * 4);
+    _tile_stored(3, sums + TILE_ROWS * ld + 16, ld * 4);
+}
+
+// The int8 linear layer's output, dequantised: out [rows, n] = (codes [rows, k] · weights - zero_point ×
+// column_sums) × column_scale × row_scale + row_offset × weight_sum + bias (bias may be null), for `packed` from
+// stance_amx_pack: model/quant.py's Int8Linear on the codes of its input.
+extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
+                                  const float* column_scale, const float* row_scale, const float* row_offset,
+                                  const float* weight_sum, const float* bias, float* out, int64_t rows, int64_t k,
+                                  int64_t n, int zero_point, int threads) {
+    const int64_t depth = round_up(k, 64), depth_tiles = depth / 64, stripes = (rows + STRIPE - 1) / STRIPE;
+    const int64_t blocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel num_threads(threads)
+    {
+        _tile_loadconfig(&TILES);
+        const std::vector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
+        alignas(64) int32_t sums[STRIPE][BLOCK];
+        std::vector<uint8_t> padded;
+        int64_t stripe = -1, stride = k;
+        const uint8_t* a = nullptr;
+        // Work items are blocks (a stripe's BLOCK columns), so that a few stripes still fill every thread; each
+        // block's sums are converted as soon as they are stored (ahead of batching a stripe's blocks first: ad hoc,
+        // benchmarks/PROFILE.md, session 18).
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < stripes * blocks; ++item) {
+            const int64_t first = item / blocks * STRIPE, valid = std::min<int64_t>(STRIPE, rows - first);
+            if (item / blocks != stripe) {
+                stripe = item / blocks;
+                a = stripe_codes(codes, first, valid, k, depth, padded, stride);
+            }
+            const int64_t column = item % blocks * BLOCK;
+            block_sums(a, stride, packed + column / 16 * depth_tiles * 1024, depth_tiles, shift.data() + column,
+                       &sums[0][0], BLOCK);
+            for (int64_t c = column; c < std::min(column + BLOCK, n); c += 16) {
+                const __mmask16 mask = lanes(n - c);
+                const __m512 scale = _mm512_maskz_loadu_ps(mask, column_scale + c);
+                const __m512 sum = _mm512_maskz_loadu_ps(mask, weight_sum + c);
+                const __m512 shift = bias ? _mm512_maskz_loadu_ps(mask, bias + c) : _mm512_setzero_ps();
+                for (int64_t r = 0; r < valid; ++r) {
+                    // In the order of Int8Linear's torch steps: products, times the row's scale, plus its offset's
+                    // share, plus the bias.
+                    const __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&sums[r][c - column])), scale);
+                    __m512 y = _mm512_mul_ps(product, _mm512_set1_ps(row_scale[first + r]));
+                    y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(row_offset[first + r]), sum));
+                    _mm512_mask_storeu_ps(out + (first + r) * n + c, mask, _mm512_add_ps(y, shift));
+                }
+            }
+        }
+        _tile_release();
+    }
+}
+
+// The feed-forward layer's middle straight from AMX's sums: each stripe's whole rows of int32 products (less the
+// zero point's share) go through gelu_codes_row (gelu.h) while they are in cache, so the [rows, n] products are never
+// written out. The arguments after `packed` and `column_sums` are gelu_codes's (gelu_codes.cpp) with the products'
+// int32 path, and the same as stance_amx_linear's.
+extern "C" void stance_amx_gelu_codes(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
+                                      const float* column_scale, const float* row_scale, const float* row_offset,
+                                      const float* weight_sum, const float* bias, uint8_t* out_codes, float* out_scale,
+                                      float* out_offset, int64_t rows, int64_t k, int64_t n, int zero_point,
+                                      int threads) {
+    const int64_t depth = round_up(k, 64), depth_tiles = depth / 64, stripes = (rows + STRIPE - 1) / STRIPE;
+    const int64_t columns = round_up(n, BLOCK);
+#pragma omp parallel num_threads(threads)
+    {
+        _tile_loadconfig(&TILES);
+        const SplineRegisters tables;
+        const std::vector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
+        std::vector<int32_t> sums(STRIPE * columns);
+        std::vector<vf> gelu(n / W);
+        std::vector<float> tail(n % W);
+        std::vector<uint8_t> padded;
+#pragma omp for schedule(static)
+        for (int64_t stripe = 0; stripe < stripes; ++stripe) {
+            const int64_t first = stripe * STRIPE, valid = std::min<int64_t>(STRIPE, rows - first);
+            int64_t stride;
+            const uint8_t* a = stripe_codes(codes, first, valid, k, depth, padded, stride);
+            for (int64_t column = 0; column < n; column += BLOCK)
+                block_sums(a, stride, packed + column / 16 * depth_tiles * 1024, depth_tiles, shift.data() + column,
+                           sums.data() + column, columns);
+            for (int64_t r = 0; r < valid; ++r) {
+                const int64_t i = first + r;
+                gelu_codes_row(sums.data() + r * columns, column_scale, row_scale[i], row_offset[i], weight_sum, bias, n,
+                               zero_point, tables, gelu.data(), tail.data(), out_codes + i * n, out_scale + i,
+                               out_offset + i);
+            }
+        }
+        _tile_release();
+    }
+}
+#else
+extern "C" int stance_amx_init() { return -1; }
+extern "C" void stance_amx_gelu_codes(const uint8_t*, const int8_t*, const int32_t*, const float*, const float*,
+                                      const float*, const float*, const float*, uint8_t*, float*, float*, int64_t,
+                                      int64_t, int64_t, int, int) {}
+extern "C" void stance_amx_pack(const int8_t*, int8_t*, int64_t, int64_t) {}
+extern "C" void stance_amx_linear(const uint8_t*, const int8_t*, const int32_t*, const float*, const float*,
+                                  const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int, int) {}
+#endif
