@@ -1,6 +1,8 @@
 """Our AMX int8 kernel (model/kernels/amx_linear.cpp) against oneDNN's int8 Linear, per linear layer of the encoder
 at one compiled batch's rows, timed in turns in one process; and the feed-forward input layer fused with GELU and
-the output layer's codes (`amx_gelu_codes`) against the two steps it replaces (our GEMM, then `gelu_codes`).
+the output layer's codes (`amx_gelu_codes`) against the two steps it replaces (our GEMM, then `gelu_codes`). Our
+kernel's figure includes dequantising its output (row scale, offset and bias), which oneDNN's products leave to the
+next kernel of the compiled pass.
 
     .venv/bin/python benchmarks/amx_kernel.py [--rows 1536] [--rounds 5] [--calls 50] [--threads 2] [--out FILE]
 
@@ -66,14 +68,18 @@ def main() -> None:
         raise SystemExit("this CPU has no AMX int8 tiles (or no C++ compiler): nothing to compare")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    row_scale, row_offset = torch.rand(args.rows, 1) * 0.01, torch.randn(args.rows, 1) * 0.1
+    # What leaves our kernel's output the bare products, as oneDNN's: scale 1, offset 0, no bias.
+    bare = (torch.ones(args.rows, 1), torch.zeros(args.rows, 1))
     layers = {}
     for name, k, n in LAYERS:
         amx, onednn = (Int8Linear(nn.Linear(k, n), kernel=kernel) for kernel in ("amx", "onednn"))
         codes = torch.randint(0, 256, (args.rows, k), dtype=torch.uint8)
+        gemm = (codes, amx.packed, amx.column_sums, amx.weight_scale)
         times = in_turns(
             {
-                "amx": lambda a=amx, c=codes: fused_attention.amx_int8_linear(
-                    c, a.packed, a.column_sums, a.weight_scale, UINT8_ZERO
+                "amx": lambda g=gemm, a=amx: fused_attention.amx_int8_linear(
+                    *g, row_scale, row_offset, a.weight_sum, a.bias, UINT8_ZERO
                 ),
                 "onednn": lambda o=onednn, c=codes, n=n: onednn_int8_linear(c, o.packed, o.weight_scale, n),
             },
@@ -89,14 +95,16 @@ def main() -> None:
         }
     layer = Int8Linear(nn.Linear(384, 1536), kernel="amx")
     codes = torch.randint(0, 256, (args.rows, 384), dtype=torch.uint8)
-    row_scale, row_offset = torch.rand(args.rows, 1) * 0.01, torch.randn(args.rows, 1) * 0.1
     dequantise = (row_scale, row_offset, layer.weight_sum, layer.bias)
     gemm = (codes, layer.packed, layer.column_sums, layer.weight_scale)
     times = in_turns(
         {
             "fused": lambda: fused_attention.amx_gelu_codes(*gemm, *dequantise, UINT8_ZERO),
             "gemm_then_gelu_codes": lambda: fused_attention.gelu_codes(
-                fused_attention.amx_int8_linear(*gemm, UINT8_ZERO), None, *dequantise, UINT8_ZERO
+                fused_attention.amx_int8_linear(*gemm, *bare, layer.weight_sum, None, UINT8_ZERO),
+                None,
+                *dequantise,
+                UINT8_ZERO,
             ),
         },
         args.rounds,

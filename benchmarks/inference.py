@@ -105,7 +105,9 @@ def gemm_probe(tokens: int = 2048, hidden: int = 384, inner: int = 1536, seconds
     }
     if fused_attention.amx_available():
         tiles = fused_attention.amx_pack(wi)
-        probes["int8_amx_gops"] = lambda: fused_attention.amx_int8_linear(xu, tiles, column_sums, weight_scale, UINT8_ZERO)
+        # Scale 1, offset 0 and no bias: the bare products, as oneDNN's (the kernel still does the arithmetic).
+        rows = (torch.ones(tokens, 1), torch.zeros(tokens, 1), torch.zeros(inner), None)
+        probes["int8_amx_gops"] = lambda: fused_attention.amx_int8_linear(xu, tiles, column_sums, weight_scale, *rows, UINT8_ZERO)
     for name, fn in probes.items():
         fn()
         n, started = 0, time.perf_counter()
