@@ -1,8 +1,8 @@
 // The int8 linear layer's GEMM on AMX's int8 tiles (Intel Xeon from Sapphire Rapids on): uint8 codes (the int8
 // codes plus a zero point) times int8 weights packed once into tile order. stance_amx_linear dequantises each
 // 32 × 32 block of int32 sums into the layer's float32 output in the same pass; stance_amx_gelu_codes ends the
-// feed-forward input layer in GELU and the output layer's codes (gelu.h) instead. Built and loaded by model/fused_attention.py; on a CPU without AMX it builds to a stub whose
-// init fails.
+// feed-forward input layer in GELU and the output layer's codes (gelu.h) instead. Built and loaded by
+// model/fused_attention.py; on a CPU without AMX it builds to a stub whose init fails.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -25,7 +25,8 @@ constexpr int BLOCK = 2 * 16;          // columns per block: two B tiles of 16 i
 // Tiles 0-3 hold a block's sums, 4-5 two tiles of codes, 6-7 two tiles of weights: all 16 rows of 64 bytes.
 struct alignas(64) TileConfig {
     uint8_t palette = 1, start_row = 0, reserved[14] = {};
-    uint16_t bytes[16] = {TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES};
+    uint16_t bytes[16] = {TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES,
+                          TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES};
     uint8_t rows[16] = {TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS};
 };
 const TileConfig TILES;
@@ -73,12 +74,17 @@ static std::vector<int32_t> zero_point_shift(const int32_t* column_sums, int64_t
     return shift;
 }
 
-// sums [STRIPE][BLOCK] (rows `ld` int32 apart) = `shift` (from zero_point_shift, at the block's first column) plus
-// the stripe's codes `a` times the packed weights' BLOCK columns from `b` on. The sums tiles start from `shift` (a
-// load with a row stride of 0) rather than being corrected after they are stored: reading them back at once to
-// correct them stalled on the tile stores and took a quarter of the kernel's time (perf).
-static void block_sums(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles, const int32_t* shift,
-                       int32_t* sums, int64_t ld) {
+// The packed weights' tiles from `column` on (a multiple of 16).
+static const int8_t* weight_tiles(const int8_t* packed, int64_t column, int64_t depth_tiles) {
+    return packed + column / 16 * depth_tiles * 1024;
+}
+
+// Tiles 0-3 = `shift` (from zero_point_shift, at the block's first column) plus the stripe's codes `a` times the
+// packed weights' BLOCK columns from `b` (weight_tiles) on. The tiles start from `shift` (a load with a row stride
+// of 0) rather than being corrected after they are stored: reading them back at once to correct them stalled on
+// the tile stores and took a quarter of the kernel's time (perf).
+static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles,
+                           const int32_t* shift) {
     _tile_loadd(0, shift, 0);
     _tile_loadd(1, shift + 16, 0);
     _tile_loadd(2, shift, 0);
@@ -93,10 +99,33 @@ static void block_sums(const uint8_t* a, int64_t stride, const int8_t* b, int64_
         _tile_dpbusd(2, 5, 6);
         _tile_dpbusd(3, 5, 7);
     }
+}
+
+// Tiles 0-3, a block's sums, into sums [STRIPE][BLOCK] (rows `ld` int32 apart).
+static void store_block(int32_t* sums, int64_t ld) {
     _tile_stored(0, sums, ld * 4);
     _tile_stored(1, sums + 16, ld * 4);
     _tile_stored(2, sums + TILE_ROWS * ld, ld * 4);
     _tile_stored(3, sums + TILE_ROWS * ld + 16, ld * 4);
+}
+
+// The `valid` rows from `first` of a block's sums [STRIPE][BLOCK] at `column`, dequantised into `out`, in the order
+// of Int8Linear's torch steps: products, times the row's scale, plus its offset's share, plus the bias.
+static void dequantise_block(const int32_t (*sums)[BLOCK], int64_t first, int64_t valid, int64_t column, int64_t n,
+                             const float* column_scale, const float* row_scale, const float* row_offset,
+                             const float* weight_sum, const float* bias, float* out) {
+    for (int64_t c = column; c < std::min(column + BLOCK, n); c += 16) {
+        const __mmask16 mask = lanes(n - c);
+        const __m512 scale = _mm512_maskz_loadu_ps(mask, column_scale + c);
+        const __m512 sum = _mm512_maskz_loadu_ps(mask, weight_sum + c);
+        const __m512 shift = bias ? _mm512_maskz_loadu_ps(mask, bias + c) : _mm512_setzero_ps();
+        for (int64_t r = 0; r < valid; ++r) {
+            const __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&sums[r][c - column])), scale);
+            __m512 y = _mm512_mul_ps(product, _mm512_set1_ps(row_scale[first + r]));
+            y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(row_offset[first + r]), sum));
+            _mm512_mask_storeu_ps(out + (first + r) * n + c, mask, _mm512_add_ps(y, shift));
+        }
+    }
 }
 
 // The int8 linear layer's output, dequantised: out [rows, n] = (codes [rows, k] · weights - zero_point ×
@@ -116,9 +145,16 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
         std::vector<uint8_t> padded;
         int64_t stripe = -1, stride = k;
         const uint8_t* a = nullptr;
-        // Work items are blocks (a stripe's BLOCK columns), so that a few stripes still fill every thread; each
-        // block's sums are converted as soon as they are stored (ahead of batching a stripe's blocks first: ad hoc,
-        // benchmarks/PROFILE.md, session 18).
+        // The block whose sums wait in `sums`: each block's are dequantised while the next block's multiplies run
+        // on the tiles, which the CPU overlaps with vector work (0.96-0.97x the time of dequantising each block
+        // after its own multiplies: ad hoc, benchmarks/PROFILE.md, session 18).
+        int64_t pending_first = -1, pending_valid = 0, pending_column = 0;
+        auto dequantise_pending = [&] {
+            if (pending_first >= 0)
+                dequantise_block(sums, pending_first, pending_valid, pending_column, n, column_scale, row_scale,
+                                 row_offset, weight_sum, bias, out);
+        };
+        // Work items are blocks (a stripe's BLOCK columns), so that a few stripes still fill every thread.
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < stripes * blocks; ++item) {
             const int64_t first = item / blocks * STRIPE, valid = std::min<int64_t>(STRIPE, rows - first);
@@ -127,23 +163,12 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
                 a = stripe_codes(codes, first, valid, k, depth, padded, stride);
             }
             const int64_t column = item % blocks * BLOCK;
-            block_sums(a, stride, packed + column / 16 * depth_tiles * 1024, depth_tiles, shift.data() + column,
-                       &sums[0][0], BLOCK);
-            for (int64_t c = column; c < std::min(column + BLOCK, n); c += 16) {
-                const __mmask16 mask = lanes(n - c);
-                const __m512 scale = _mm512_maskz_loadu_ps(mask, column_scale + c);
-                const __m512 sum = _mm512_maskz_loadu_ps(mask, weight_sum + c);
-                const __m512 shift = bias ? _mm512_maskz_loadu_ps(mask, bias + c) : _mm512_setzero_ps();
-                for (int64_t r = 0; r < valid; ++r) {
-                    // In the order of Int8Linear's torch steps: products, times the row's scale, plus its offset's
-                    // share, plus the bias.
-                    const __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&sums[r][c - column])), scale);
-                    __m512 y = _mm512_mul_ps(product, _mm512_set1_ps(row_scale[first + r]));
-                    y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_set1_ps(row_offset[first + r]), sum));
-                    _mm512_mask_storeu_ps(out + (first + r) * n + c, mask, _mm512_add_ps(y, shift));
-                }
-            }
+            multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, shift.data() + column);
+            dequantise_pending();
+            store_block(&sums[0][0], BLOCK);
+            pending_first = first, pending_valid = valid, pending_column = column;
         }
+        dequantise_pending();
         _tile_release();
     }
 }
@@ -168,19 +193,24 @@ extern "C" void stance_amx_gelu_codes(const uint8_t* codes, const int8_t* packed
         std::vector<vf> gelu(n / W);
         std::vector<float> tail(n % W);
         std::vector<uint8_t> padded;
+        // A stripe's rows go through GELU after all its blocks are stored: one row between each block's multiplies
+        // (for the CPU to overlap the two, with a second stripe's sums) took 1.14x the time (ad hoc,
+        // benchmarks/PROFILE.md, session 18).
 #pragma omp for schedule(static)
         for (int64_t stripe = 0; stripe < stripes; ++stripe) {
             const int64_t first = stripe * STRIPE, valid = std::min<int64_t>(STRIPE, rows - first);
             int64_t stride;
             const uint8_t* a = stripe_codes(codes, first, valid, k, depth, padded, stride);
-            for (int64_t column = 0; column < n; column += BLOCK)
-                block_sums(a, stride, packed + column / 16 * depth_tiles * 1024, depth_tiles, shift.data() + column,
-                           sums.data() + column, columns);
+            for (int64_t column = 0; column < n; column += BLOCK) {
+                const int8_t* b = weight_tiles(packed, column, depth_tiles);
+                multiply_block(a, stride, b, depth_tiles, shift.data() + column);
+                store_block(sums.data() + column, columns);
+            }
             for (int64_t r = 0; r < valid; ++r) {
                 const int64_t i = first + r;
-                gelu_codes_row(sums.data() + r * columns, column_scale, row_scale[i], row_offset[i], weight_sum, bias, n,
-                               zero_point, tables, gelu.data(), tail.data(), out_codes + i * n, out_scale + i,
-                               out_offset + i);
+                gelu_codes_row(sums.data() + r * columns, column_scale, row_scale[i], row_offset[i], weight_sum,
+                               bias, n, zero_point, tables, gelu.data(), tail.data(), out_codes + i * n,
+                               out_scale + i, out_offset + i);
             }
         }
         _tile_release();
@@ -193,5 +223,6 @@ extern "C" void stance_amx_gelu_codes(const uint8_t*, const int8_t*, const int32
                                       int64_t, int64_t, int, int) {}
 extern "C" void stance_amx_pack(const int8_t*, int8_t*, int64_t, int64_t) {}
 extern "C" void stance_amx_linear(const uint8_t*, const int8_t*, const int32_t*, const float*, const float*,
-                                  const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int, int) {}
+                                  const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int,
+                                  int) {}
 #endif
