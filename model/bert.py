@@ -19,6 +19,7 @@ from transformers import BertConfig
 
 from model import fused_attention, io
 from model.errors import ModelLoadError
+from model.quant import NormedRows, hidden_state
 
 ATTENTIONS = ("sdpa", "eager", "fused")
 
@@ -59,14 +60,15 @@ class SelfAttention(nn.Module):
         # `model.quant.quantize_encoder`.
         self.qkv: nn.Module | None = None
 
-    def project(self, hidden: torch.Tensor) -> list[torch.Tensor]:
-        """The query, key and value projections of `hidden`."""
+    def project(self, hidden: torch.Tensor | NormedRows) -> list[torch.Tensor]:
+        """The query, key and value projections of `hidden` (`NormedRows` only where `qkv` is an int8 layer)."""
         if self.qkv is not None:
             return list(self.qkv(hidden).chunk(3, dim=-1))
         return [proj(hidden) for proj in (self.query, self.key, self.value)]
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, attention: str) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor | NormedRows, mask: torch.Tensor | None, attention: str) -> torch.Tensor:
         projections = self.project(hidden)
+        hidden = hidden_state(hidden)
         # The fused kernel is fp32 and scoring only: under bf16 autocast or in training, eager attention serves.
         if attention == "fused" and mask is not None and projections[0].dtype == torch.float32 and not self.training:
             return fused_attention.attention(*projections, mask, self.heads, self.scaling)
@@ -96,8 +98,15 @@ class DenseNorm(nn.Module):
         self.dense = nn.Linear(width, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # Set by `model.quant.fuse_norms` where the int8 layer that reads this step's result takes it already
+        # quantised from the same kernel (`NormedRows`), with that layer's input smoothing.
+        self.next_codes = False
+        self.next_scale: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | NormedRows) -> torch.Tensor | NormedRows:
+        residual = hidden_state(residual)
+        if self.next_codes:
+            return self.dense.normed(x, residual, self.LayerNorm, self.next_scale)
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)
 
 
@@ -107,7 +116,7 @@ class Attention(nn.Module):
         self.self = SelfAttention(config)
         self.output = DenseNorm(config.hidden_size, config)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, attention: str) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor | NormedRows, mask: torch.Tensor | None, attention: str) -> torch.Tensor | NormedRows:
         return self.output(self.self(hidden, mask, attention), hidden)
 
 
@@ -130,7 +139,7 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(config)
         self.output = DenseNorm(config.intermediate_size, config)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, attention: str) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor | NormedRows, mask: torch.Tensor | None, attention: str) -> torch.Tensor | NormedRows:
         attended = self.attention(hidden, mask, attention)
         return self.output(self.intermediate(attended), attended)
 

@@ -2,7 +2,8 @@
 torch.compile's inductor builds its own kernels) and called through torch custom ops, which a compiled graph calls
 as opaque kernels: self-attention (`model/kernels/attention.cpp`), the int8 feed-forward layer's GELU and
 quantisation (`model/kernels/gelu_codes.cpp`, `gelu_codes`), and the int8 linear layers' GEMM on AMX's int8 tiles
-(`model/kernels/amx_linear.cpp`, `amx_int8_linear`).
+(`model/kernels/amx_linear.cpp`: `amx_int8_linear`, and with the steps after it, `amx_gelu_codes` and
+`amx_linear_norm`).
 
 At our lengths (30-40 tokens, head size 32) the compiled matmul-softmax-matmul graph spends most of its time in
 small batched matmuls, a separate softmax pass and transposes of the heads; the kernel does the whole attention
@@ -32,6 +33,7 @@ AMX_SOURCE = SOURCE.parent / "amx_linear.cpp"
 AMX_LINEAR_ARGS = (*[ctypes.c_void_p] * 9, *[ctypes.c_int64] * 3, ctypes.c_int, ctypes.c_int)
 AMX_PACK_ARGS = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 AMX_GELU_CODES_ARGS = (*[ctypes.c_void_p] * 11, *[ctypes.c_int64] * 3, ctypes.c_int, ctypes.c_int)
+AMX_LINEAR_NORM_ARGS = (*[ctypes.c_void_p] * 16, *[ctypes.c_int64] * 3, ctypes.c_float, ctypes.c_int, ctypes.c_int)
 # What AMX's tiles take: weights padded to a multiple of AMX_DEPTH rows (input features) and AMX_COLUMNS columns.
 AMX_DEPTH, AMX_COLUMNS = 64, 32
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
@@ -122,6 +124,10 @@ def _amx_gelu_codes_kernel() -> Callable[..., None] | None:
     return _built(AMX_SOURCE, "stance_amx_gelu_codes", AMX_GELU_CODES_ARGS)
 
 
+def _amx_linear_norm_kernel() -> Callable[..., None] | None:
+    return _built(AMX_SOURCE, "stance_amx_linear_norm", AMX_LINEAR_NORM_ARGS)
+
+
 @functools.cache
 def amx_available() -> bool:
     """Whether the AMX int8 GEMM runs here: the CPU has AMX's int8 tiles, the kernel builds, and Linux lets this
@@ -129,7 +135,8 @@ def amx_available() -> bool:
     if not torch.cpu.get_capabilities().get("amx_int8", False):
         return False
     init = _built(AMX_SOURCE, "stance_amx_init", (), ctypes.c_int)
-    return init is not None and init() == 0 and _amx_linear_kernel() is not None and _amx_gelu_codes_kernel() is not None
+    kernels = (_amx_linear_kernel(), _amx_gelu_codes_kernel(), _amx_linear_norm_kernel())
+    return init is not None and init() == 0 and all(kernel is not None for kernel in kernels)
 
 
 def _round_up(x: int, multiple: int) -> int:
@@ -146,9 +153,9 @@ def amx_pack(weights: torch.Tensor) -> torch.Tensor:
     return packed
 
 
-def _amx_run(kernel: Callable[..., None] | None, inputs: tuple, outputs: tuple, zero_point: int) -> None:
-    """An AMX kernel (`stance_amx_linear` or `stance_amx_gelu_codes`) on the AMX ops' `inputs`, from the codes to
-    the bias, writing `outputs`."""
+def _amx_run(kernel: Callable[..., None] | None, inputs: tuple, outputs: tuple, *scalars: float) -> None:
+    """An AMX kernel on the AMX ops' `inputs` (the codes, packed weights, column sums and weight scales first),
+    writing `outputs`; `scalars` follow the sizes, before the thread count."""
     if kernel is None or not amx_available():
         raise RuntimeError("the AMX int8 kernel is not available (see model.fused_attention.amx_available)")
     codes, _, column_sums, weight_scale = inputs[:4]
@@ -157,7 +164,7 @@ def _amx_run(kernel: Callable[..., None] | None, inputs: tuple, outputs: tuple, 
     # Kept in a list, so that a contiguous copy outlives the call that reads it.
     tensors = [None if t is None else t.contiguous() for t in inputs]
     pointers = [None if t is None else t.data_ptr() for t in (*tensors, *outputs)]
-    kernel(*pointers, *codes.shape, weight_scale.shape[0], zero_point, torch.get_num_threads())
+    kernel(*pointers, *codes.shape, weight_scale.shape[0], *scalars, torch.get_num_threads())
 
 
 @torch.library.custom_op("stance::amx_int8_linear", mutates_args=())
@@ -218,7 +225,7 @@ def amx_gelu_codes(
     """The feed-forward input layer on AMX's int8 tiles, with `amx_int8_linear`'s arguments, ending in `gelu_codes`
     in the same kernel, which never writes the layer's output out: GELU of it, quantised per row for the output
     layer. Returns what `gelu_codes` does."""
-    outputs = _gelu_codes_outputs(codes, codes.shape[0], weight_scale.shape[0])
+    outputs = _codes_outputs(codes, codes.shape[0], weight_scale.shape[0])
     inputs = (codes, packed, column_sums, weight_scale, row_scale, row_offset, weight_sum, bias)
     _amx_run(_amx_gelu_codes_kernel(), inputs, outputs, zero_point)
     return outputs
@@ -236,7 +243,68 @@ def _(
     bias: torch.Tensor,
     zero_point: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _gelu_codes_outputs(codes, codes.shape[0], weight_scale.shape[0])
+    return _codes_outputs(codes, codes.shape[0], weight_scale.shape[0])
+
+
+@torch.library.custom_op("stance::amx_linear_norm", mutates_args=())
+def amx_linear_norm(
+    codes: torch.Tensor,
+    packed: torch.Tensor,
+    column_sums: torch.Tensor,
+    weight_scale: torch.Tensor,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    eps: float,
+    next_scale: torch.Tensor | None,
+    zero_point: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT's attention-output or feed-forward-output step, when an int8 layer reads its result: `amx_int8_linear`
+    (the same first arguments) plus the [rows, out_features] `residual`, through a LayerNorm (`gamma`, `beta`,
+    `eps`), in one kernel that also quantises the result for the next layer (times its smoothing `next_scale`,
+    None for none; codes plus `zero_point`). Returns the normed rows and the next layer's codes, scale and offset."""
+    hidden = _amx_output(codes, weight_scale)
+    outputs = (hidden, *_codes_outputs(codes, codes.shape[0], weight_scale.shape[0]))
+    inputs = (
+        codes,
+        packed,
+        column_sums,
+        weight_scale,
+        row_scale,
+        row_offset,
+        weight_sum,
+        bias,
+        residual,
+        gamma,
+        beta,
+        next_scale,
+    )
+    _amx_run(_amx_linear_norm_kernel(), inputs, outputs, eps, zero_point)
+    return outputs
+
+
+@amx_linear_norm.register_fake
+def _(
+    codes: torch.Tensor,
+    packed: torch.Tensor,
+    column_sums: torch.Tensor,
+    weight_scale: torch.Tensor,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    eps: float,
+    next_scale: torch.Tensor | None,
+    zero_point: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (_amx_output(codes, weight_scale), *_codes_outputs(codes, codes.shape[0], weight_scale.shape[0]))
 
 
 def available() -> bool:
@@ -315,14 +383,15 @@ def gelu_codes(
         raise RuntimeError("the fused GELU kernel is not available (see model.fused_attention.available)")
     rows, n = products.shape
     inputs = [t if t is None else t.contiguous() for t in (products, column_scale, row_scale, row_offset, weight_sum, bias)]
-    codes, scale, offset = outputs = _gelu_codes_outputs(products, rows, n)
+    codes, scale, offset = outputs = _codes_outputs(products, rows, n)
     pointers = [None if t is None else t.data_ptr() for t in inputs]
     kernel(*pointers, codes.data_ptr(), scale.data_ptr(), offset.data_ptr(), rows, n, zero_point, torch.get_num_threads())
     return outputs
 
 
-def _gelu_codes_outputs(like: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`gelu_codes`'s outputs, empty, on `like`'s device: the codes [rows, n] and their [rows, 1] scale and offset."""
+def _codes_outputs(like: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codes for an int8 layer, empty, on `like`'s device: the codes [rows, n] and their [rows, 1] scale and
+    offset (`gelu_codes`'s outputs)."""
     scale, offset = (like.new_empty((rows, 1), dtype=torch.float32) for _ in range(2))
     return like.new_empty((rows, n), dtype=torch.uint8), scale, offset
 
@@ -337,4 +406,4 @@ def _(
     bias: torch.Tensor,
     zero_point: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _gelu_codes_outputs(products, *products.shape)
+    return _codes_outputs(products, *products.shape)

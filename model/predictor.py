@@ -19,7 +19,7 @@ from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.network import StanceNetwork, relation_head
-from model.quant import fuse_gelu, int8_kernel, quantize_encoder
+from model.quant import fuse_gelu, fuse_norms, int8_kernel, quantize_encoder
 from model.results import (
     DocumentResult,
     MentionOut,
@@ -342,8 +342,10 @@ class StancePredictor:
             # code than SDPA's kernel at these short lengths.
             encoder.set_attention(attention or ("fused" if fused_attention.available() else "eager"))
             if fused_attention.available():
-                # The int8 feed-forward layers' GELU and quantisation in one kernel (a no-op on other precisions).
+                # The int8 feed-forward layers' GELU and quantisation in one kernel, and on AMX the layer norms with
+                # the next layer's quantisation in the GEMM's (no-ops on other precisions).
                 fuse_gelu(encoder)
+                fuse_norms(encoder)
             compiled = torch.compile(encoder.forward, dynamic=True)
             # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
             with torch.inference_mode(), self._autocast():

@@ -46,6 +46,7 @@ inductor's kernel for it spent half its time in erf, and the pass scored 1.054x 
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
 from typing import NamedTuple
 
@@ -122,6 +123,19 @@ class QuantizedRows(NamedTuple):
     shape: torch.Size
 
 
+class NormedRows(NamedTuple):
+    """A BERT layer's hidden state after a LayerNorm whose next reader is an int8 layer (`fuse_norms`): the rows
+    [..., hidden] and the same rows already quantised for that layer."""
+
+    hidden: torch.Tensor
+    codes: QuantizedRows
+
+
+def hidden_state(x: torch.Tensor | NormedRows) -> torch.Tensor:
+    """The hidden state itself, of a tensor or `NormedRows`."""
+    return x.hidden if isinstance(x, NormedRows) else x
+
+
 class Int8Linear(nn.Module):
     """A drop-in, inference-only replacement for `nn.Linear` (see the module docstring); with `gelu_input`, for
     `nn.Sequential(nn.GELU(), linear)`. With `emit_gelu_codes` (set by `fuse_gelu`), it returns GELU of its output
@@ -171,9 +185,20 @@ class Int8Linear(nn.Module):
                 )
             self.packed = torch.ops.quantized.linear_prepack(codes, None)
 
-    def forward(self, x: torch.Tensor | QuantizedRows) -> torch.Tensor | QuantizedRows:
+    def forward(self, x: torch.Tensor | QuantizedRows | NormedRows) -> torch.Tensor | QuantizedRows:
+        if isinstance(x, NormedRows):
+            x = x.codes
         if isinstance(x, QuantizedRows):
             return self._from_codes(*x)
+        if self.kernel == "fbgemm":
+            rows, offset, half, shape = self._ranged(x)
+            # Clamped so that every batch spans exactly [-1, 1], which fixes fbgemm's one scale (see the docstring).
+            unit = ((rows - offset) * (1.0 / half)).clamp(-1.0, 1.0)
+            return self._dequantized(torch.ops.quantized.linear_dynamic(unit, self.packed, True) * half, offset, shape)
+        return self._from_codes(*self._quantized(x))
+
+    def _ranged(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Size]:
+        """`x` as the rows this layer quantises (smoothed, GELU applied), with each row's offset and half range."""
         shape = x.shape[:-1]
         rows = x.reshape(-1, x.shape[-1]).float()
         if self.input_scale is not None:
@@ -185,16 +210,42 @@ class Int8Linear(nn.Module):
             low, high = torch.aminmax(rows, dim=1, keepdim=True)
         offset = (high + low) / 2
         half = ((high - low) / 2).clamp(min=torch.finfo(torch.float32).tiny)
+        return rows, offset, half, shape
+
+    def _quantized(self, x: torch.Tensor) -> QuantizedRows:
+        """`x` quantised for this layer (all kernels but "fbgemm")."""
+        rows, offset, half, shape = self._ranged(x)
         # Rows are multiplied by their reciprocal scale rather than divided by it: the compiled quantising kernels
-        # ran up to 30% faster so (benchmarks/PROFILE.md), at a rounding that differs in the last bit only.
-        if self.kernel == "fbgemm":
-            # Clamped so that every batch spans exactly [-1, 1], which fixes fbgemm's one scale (see the docstring).
-            unit = ((rows - offset) * (1.0 / half)).clamp(-1.0, 1.0)
-            return self._dequantized(torch.ops.quantized.linear_dynamic(unit, self.packed, True) * half, offset, shape)
-        # Clamped as a GELU output may pass `gelu_range`'s bounds in the last bit.
+        # ran up to 30% faster so (benchmarks/PROFILE.md), at a rounding that differs in the last bit only. Clamped
+        # as a GELU output may pass `gelu_range`'s bounds in the last bit.
         codes = torch.round((rows - offset) * (INT8_MAX / half)).clamp(-INT8_MAX, INT8_MAX)
         codes = (codes + UINT8_ZERO).to(torch.uint8) if self.kernel in UINT8_KERNELS else codes.to(torch.int8)
-        return self._from_codes(codes, half / INT8_MAX, offset, shape)
+        return QuantizedRows(codes, half / INT8_MAX, offset, shape)
+
+    def normed(
+        self, x: torch.Tensor | QuantizedRows, residual: torch.Tensor, norm: nn.LayerNorm, next_scale: torch.Tensor | None
+    ) -> NormedRows:
+        """LayerNorm(this layer of `x` + `residual`) and its codes for the next int8 layer, whose input smoothing is
+        `next_scale` (None for none), from one kernel (`fused_attention.amx_linear_norm`; the "amx" kernel only)."""
+        rows = x if isinstance(x, QuantizedRows) else self._quantized(x)
+        n = self.out_features
+        hidden, codes, scale, offset = fused_attention.amx_linear_norm(
+            rows.codes,
+            self.packed,
+            self.column_sums,
+            self.weight_scale,
+            rows.scale,
+            rows.offset,
+            self.weight_sum,
+            self.bias,
+            residual.reshape(-1, n),
+            norm.weight,
+            norm.bias,
+            norm.eps,
+            next_scale,
+            UINT8_ZERO,
+        )
+        return NormedRows(hidden.reshape(*rows.shape, n), QuantizedRows(codes, scale, offset, rows.shape))
 
     def _from_codes(
         self, codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, shape: torch.Size
@@ -278,6 +329,22 @@ def quantize_encoder(encoder: nn.Module, alpha: float | None = ALPHA, kernel: st
                 setattr(parent, name, Int8Linear(child, smooth.get(child), kernel, child in gelu_input))
                 replaced += 1
     return replaced
+
+
+def fuse_norms(encoder: nn.Module) -> int:
+    """Let each attention-output and feed-forward-output step of a BERT encoder (quantised by `quantize_encoder` on
+    the "amx" kernel) whose LayerNorm feeds another int8 layer hand that layer its input already quantised, from the
+    GEMM's own kernel (`fused_attention.amx_linear_norm`): every such step but the last layer's output. Returns how
+    many steps do."""
+    layers = list(encoder.encoder.layer)
+    steps = [(layer.attention.output, layer.intermediate.dense) for layer in layers]
+    steps += [(layer.output, after.attention.self.qkv) for layer, after in itertools.pairwise(layers)]
+    fused = 0
+    for step, reader in steps:
+        if all(isinstance(m, Int8Linear) and m.kernel == "amx" for m in (step.dense, reader)) and not reader.gelu_input:
+            step.next_scale, step.next_codes = reader.input_scale, True
+            fused += 1
+    return fused
 
 
 def fuse_gelu(encoder: nn.Module) -> int:

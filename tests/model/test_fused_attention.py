@@ -331,3 +331,47 @@ def test_a_build_without_amx_does_not_start(tmp_path, monkeypatch):
     # What a CPU without AMX builds: a stub whose start-up check fails, so that amx_available is false.
     library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_SOURCE, ("-mno-amx-tile", "-mno-amx-int8"))
     assert fused_attention.bind(library, "stance_amx_init", (), ctypes.c_int)() == -1
+
+
+def linear_norm_reference(products, column_scale, row_scale, row_offset, weight_sum, bias, residual, norm, next_scale):
+    """What the int8 path computes in torch for an attention-output or feed-forward-output step whose result an int8
+    layer reads: dequantise, add the residual, LayerNorm, smooth and quantise per row."""
+    out = products.float() * column_scale * row_scale + row_offset * weight_sum + bias + residual
+    hidden = norm(out)
+    rows = hidden * next_scale if next_scale is not None else hidden
+    low, high = torch.aminmax(rows, dim=1, keepdim=True)
+    offset, half = (high + low) / 2, ((high - low) / 2).clamp(min=torch.finfo(torch.float32).tiny)
+    return hidden, torch.round((rows - offset) * (127 / half)).clamp(-127, 127).int(), half / 127, offset
+
+
+@needs_amx
+@pytest.mark.parametrize(("rows", "depth", "columns"), [(37, 384, 384), (70, 1536, 384), (5, 100, 70)])
+@pytest.mark.parametrize("smoothed", [True, False])
+def test_the_amx_kernels_linear_norm_equals_the_steps(rows, depth, columns, smoothed):
+    codes, weights, column_sums, products = amx_inputs(rows, depth, columns, 128, seed=2)
+    column_scale, row_scale, row_offset = torch.rand(columns) * 1e-4, torch.rand(rows, 1), torch.randn(rows, 1)
+    weight_sum, bias, residual = torch.randn(columns), torch.randn(columns), torch.randn(rows, columns)
+    norm = torch.nn.LayerNorm(columns, eps=1e-12)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    next_scale = torch.rand(columns) + 0.5 if smoothed else None
+    dequantise = (column_scale, row_scale, row_offset, weight_sum, bias)
+    with torch.no_grad():
+        hidden, out_codes, scale, offset = fused_attention.amx_linear_norm(
+            codes,
+            fused_attention.amx_pack(weights),
+            column_sums,
+            *dequantise,
+            residual,
+            norm.weight,
+            norm.bias,
+            norm.eps,
+            next_scale,
+            128,
+        )
+        expected = linear_norm_reference(products, *dequantise, residual, norm, next_scale)
+    assert torch.allclose(hidden, expected[0], atol=1e-5)
+    # The LayerNorm's sums in another order: a code a step off only where a value sits that close to a tie.
+    assert (decoded(out_codes, 128) - expected[1]).abs().max() <= 1
+    assert (decoded(out_codes, 128) != expected[1]).float().mean() < 2e-3
+    assert torch.allclose(scale, expected[2], rtol=1e-5) and torch.allclose(offset, expected[3], atol=1e-5)

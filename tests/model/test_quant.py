@@ -22,8 +22,10 @@ from model.quant import (
     GELU_FLOOR,
     INT8_KERNELS,
     Int8Linear,
+    NormedRows,
     QuantizedRows,
     fuse_gelu,
+    fuse_norms,
     gelu_range,
     int8_kernel,
     quantize_encoder,
@@ -206,6 +208,28 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
 
 
 @pytest.mark.skipif(not fused_attention.available(), reason="the fused kernels need a C++ compiler")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_norms_give_the_same_encoder_output(tiny_predictor, kernel):
+    encoder = copy.deepcopy(tiny_predictor.network.encoder)
+    quantize_encoder(encoder, kernel=kernel)
+    ids = torch.randint(1000, 2000, (3, 11))
+    mask = torch.ones_like(ids)
+    before = encoder(ids, mask).last_hidden_state
+    # Two layers: both attention outputs and the first layer's feed-forward output feed an int8 layer.
+    assert fuse_norms(encoder) == (3 if kernel == "amx" else 0)
+    step = encoder.encoder.layer[0].attention.output
+    assert step.next_codes is (kernel == "amx")
+    if kernel == "amx":
+        assert step.next_scale is encoder.encoder.layer[0].intermediate.dense.input_scale
+        normed = step(torch.randn(3, 11, 32), torch.randn(3, 11, 32))
+        assert isinstance(normed, NormedRows) and normed.hidden.shape == (3, 11, 32)
+        assert normed.codes.codes.shape == (33, 32) and tuple(normed.codes.shape) == (3, 11)
+        assert not encoder.encoder.layer[1].output.next_codes  # the last layer's output is the encoder's
+    after = encoder(ids, mask).last_hidden_state
+    # The same codes but where a value sits on a rounding tie.
+    assert torch.allclose(before, after, atol=1e-3)
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_fused_gelu_codes_give_the_same_encoder_output(tiny_predictor, kernel):
     encoder = copy.deepcopy(tiny_predictor.network.encoder)
