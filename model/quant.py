@@ -17,9 +17,10 @@ activation range (no calibration data needed), w_c is the largest weight in colu
 Four int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation around each:
 - "amx": our own kernel on AMX's int8 tiles (`fused_attention.amx_int8_linear`, built with the machine's C++
   compiler), on weights packed once into tile order. Its integer products are oneDNN's, and it dequantises them in
-  the same pass, which oneDNN's Linear leaves to another kernel: at the encoder's shapes it ran at 0.98-1.11x
-  oneDNN's rate with that included (benchmarks/results/amx_kernel.json), and the compiled pass scored 1.15x session
-  17's pairs/s on oneDNN (benchmarks/results/revision_session18.json);
+  the same pass, which oneDNN's Linear leaves to another kernel: at the encoder's shapes it ran at 0.95-1.15x
+  oneDNN's rate with that included (benchmarks/results/amx_kernel*.json), and with the steps after it in the same
+  kernel (below) the compiled pass scored 1.26x session 17's pairs/s on oneDNN
+  (benchmarks/results/revision_session18.json);
 - "onednn": oneDNN's int8 Linear on weights packed once for it, which runs on AMX's int8 tiles where the CPU has
   them: the AMX kernel where ours cannot be built. Both take the codes shifted to uint8 with a zero point of 128
   (the same products, exactly) and scale each output channel themselves. On an Intel Xeon with AMX the compiled path
@@ -36,11 +37,15 @@ The feed-forward output layer takes the pre-activation and applies GELU itself (
 range comes from bounds on the pre-activation (`gelu_range`) and the compiled kernel evaluates GELU once per element,
 not once for the range and again for the codes. When compiled with the fused kernels (`fuse_gelu`), the layer before
 it does that step instead, in one C++ kernel from its GEMM's products to the codes (`fused_attention.gelu_codes`;
-with "amx", in the GEMM's own kernel, `fused_attention.amx_gelu_codes`, which never writes the products out and ran
-at 1.05x the speed of the GEMM and then `gelu_codes`: benchmarks/results/amx_kernel.json):
+with "amx", in the GEMM's own kernel, `fused_attention.amx_gelu_codes`, which never writes the products out):
 inductor's kernel for it spent half its time in erf, and the pass scored 1.054x the pairs/s in turns
 (benchmarks/results/revision_gelu_codes.json). With AVX-512 the kernel takes erf from a cubic spline, GELU within
 1.1e-6, which cut its time in the pass from 0.342 to 0.198 s (benchmarks/PROFILE.md, session 17).
+
+On "amx", the compiled path also hands each LayerNorm's result to the int8 layer that reads it already quantised
+(`fuse_norms`): the attention-output and feed-forward-output layers add the residual, LayerNorm and quantise for the
+next layer in their GEMM's own kernel (`fused_attention.amx_linear_norm`), and `NormedRows` carries the normed rows
+with their codes. The pass scored 1.078x the pairs/s without it (benchmarks/PROFILE.md, session 18).
 """
 
 from __future__ import annotations
@@ -139,7 +144,8 @@ def hidden_state(x: torch.Tensor | NormedRows) -> torch.Tensor:
 class Int8Linear(nn.Module):
     """A drop-in, inference-only replacement for `nn.Linear` (see the module docstring); with `gelu_input`, for
     `nn.Sequential(nn.GELU(), linear)`. With `emit_gelu_codes` (set by `fuse_gelu`), it returns GELU of its output
-    already quantised for the next layer, as `QuantizedRows`, from one fused kernel (`fused_attention.gelu_codes`)."""
+    already quantised for the next layer, as `QuantizedRows`, from one fused kernel (`fused_attention.gelu_codes`).
+    On "amx", `normed` runs BERT's residual and LayerNorm step after it as well (`fuse_norms`)."""
 
     def __init__(
         self, linear: nn.Linear, smooth: torch.Tensor | None = None, kernel: str | None = None, gelu_input: bool = False
