@@ -173,29 +173,21 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
     }
 }
 
-// The feed-forward layer's middle straight from AMX's sums: each stripe's whole rows of int32 products (less the
-// zero point's share) go through gelu_codes_row (gelu.h) while they are in cache, so the [rows, n] products are never
-// written out. The arguments after `packed` and `column_sums` are gelu_codes's (gelu_codes.cpp) with the products'
-// int32 path, and the same as stance_amx_linear's.
-extern "C" void stance_amx_gelu_codes(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
-                                      const float* column_scale, const float* row_scale, const float* row_offset,
-                                      const float* weight_sum, const float* bias, uint8_t* out_codes, float* out_scale,
-                                      float* out_offset, int64_t rows, int64_t k, int64_t n, int zero_point,
-                                      int threads) {
+// `row(sums, i, scratch)` on each row i of the int32 sums of codes [rows, k] times the packed weights, less the zero
+// point's share (`sums`: the row's n sums), a stripe's whole rows at a time while they are in cache, so that the
+// [rows, n] sums are never written out. `Scratch` is each thread's own, made from n.
+template <class Scratch, class Row>
+static void stripe_rows(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums, int64_t rows,
+                        int64_t k, int64_t n, int zero_point, int threads, Row row) {
     const int64_t depth = round_up(k, 64), depth_tiles = depth / 64, stripes = (rows + STRIPE - 1) / STRIPE;
     const int64_t columns = round_up(n, BLOCK);
 #pragma omp parallel num_threads(threads)
     {
         _tile_loadconfig(&TILES);
-        const SplineRegisters tables;
         const std::vector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
         std::vector<int32_t> sums(STRIPE * columns);
-        std::vector<vf> gelu(n / W);
-        std::vector<float> tail(n % W);
         std::vector<uint8_t> padded;
-        // A stripe's rows go through GELU after all its blocks are stored: one row between each block's multiplies
-        // (for the CPU to overlap the two, with a second stripe's sums) took 1.14x the time (ad hoc,
-        // benchmarks/PROFILE.md, session 18).
+        Scratch scratch(n);
 #pragma omp for schedule(static)
         for (int64_t stripe = 0; stripe < stripes; ++stripe) {
             const int64_t first = stripe * STRIPE, valid = std::min<int64_t>(STRIPE, rows - first);
@@ -206,94 +198,102 @@ extern "C" void stance_amx_gelu_codes(const uint8_t* codes, const int8_t* packed
                 multiply_block(a, stride, b, depth_tiles, shift.data() + column);
                 store_block(sums.data() + column, columns);
             }
-            for (int64_t r = 0; r < valid; ++r) {
-                const int64_t i = first + r;
-                gelu_codes_row(sums.data() + r * columns, column_scale, row_scale[i], row_offset[i], weight_sum,
-                               bias, n, zero_point, tables, gelu.data(), tail.data(), out_codes + i * n,
-                               out_scale + i, out_offset + i);
-            }
+            for (int64_t r = 0; r < valid; ++r) row(sums.data() + r * columns, first + r, scratch);
         }
         _tile_release();
     }
 }
+
+// gelu_codes_row's tables and scratch.
+struct GeluScratch {
+    const SplineRegisters tables;
+    std::vector<vf> gelu;
+    std::vector<float> tail;
+    explicit GeluScratch(int64_t n) : gelu(n / W), tail(n % W) {}
+};
+
+// The feed-forward layer's middle straight from AMX's sums: each row's int32 products (less the zero point's share)
+// go through gelu_codes_row (gelu.h). The arguments after `packed` and `column_sums` are gelu_codes's
+// (gelu_codes.cpp) with the products' int32 path, and the same as stance_amx_linear's. A stripe's rows go through
+// GELU after all its blocks are stored: one row between each block's multiplies (for the CPU to overlap the two,
+// with a second stripe's sums) took 1.14x the time (ad hoc, benchmarks/PROFILE.md, session 18).
+extern "C" void stance_amx_gelu_codes(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
+                                      const float* column_scale, const float* row_scale, const float* row_offset,
+                                      const float* weight_sum, const float* bias, uint8_t* out_codes, float* out_scale,
+                                      float* out_offset, int64_t rows, int64_t k, int64_t n, int zero_point,
+                                      int threads) {
+    stripe_rows<GeluScratch>(codes, packed, column_sums, rows, k, n, zero_point, threads,
+                             [&](const int32_t* sums, int64_t i, GeluScratch& s) {
+                                 gelu_codes_row(sums, column_scale, row_scale[i], row_offset[i], weight_sum, bias, n,
+                                                zero_point, s.tables, s.gelu.data(), s.tail.data(), out_codes + i * n,
+                                                out_scale + i, out_offset + i);
+                             });
+}
+
+// One row of floats, padded to whole vectors.
+struct RowScratch {
+    std::vector<float> y;
+    explicit RowScratch(int64_t n) : y(round_up(n, 16)) {}
+};
+
 // BERT's attention-output and feed-forward-output step from AMX's sums, for a layer whose LayerNorm feeds another
-// int8 layer: each stripe's whole rows of the layer's output (dequantised as by stance_amx_linear) plus the
-// residual go through the LayerNorm (gamma, beta, eps) into `hidden`, and the result, times `next_scale` (the next
-// layer's smoothing; null for none), is quantised per row for the next layer as model/quant.py's Int8Linear does:
-// codes plus zero_point, with each row's scale and offset. The layer's output and the normed rows are never read
-// back from memory.
+// int8 layer: each row of the layer's output (dequantised as by stance_amx_linear) plus the residual goes through
+// the LayerNorm (gamma, beta, eps) into `hidden`, and the result, times `next_scale` (the next layer's smoothing;
+// null for none), is quantised for the next layer as model/quant.py's Int8Linear does: codes plus zero_point, with
+// the row's scale and offset. Neither the layer's output nor the normed rows are read back from memory.
 extern "C" void stance_amx_linear_norm(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
                                        const float* column_scale, const float* row_scale, const float* row_offset,
                                        const float* weight_sum, const float* bias, const float* residual,
                                        const float* gamma, const float* beta, const float* next_scale, float* hidden,
                                        uint8_t* out_codes, float* out_scale, float* out_offset, int64_t rows, int64_t k,
                                        int64_t n, float eps, int zero_point, int threads) {
-    const int64_t depth = round_up(k, 64), depth_tiles = depth / 64, stripes = (rows + STRIPE - 1) / STRIPE;
-    const int64_t columns = round_up(n, BLOCK);
-#pragma omp parallel num_threads(threads)
-    {
-        _tile_loadconfig(&TILES);
-        const std::vector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
-        std::vector<int32_t> sums(STRIPE * columns);
-        std::vector<float> y(columns);
-        std::vector<uint8_t> padded;
-#pragma omp for schedule(static)
-        for (int64_t stripe = 0; stripe < stripes; ++stripe) {
-            const int64_t first = stripe * STRIPE, valid = std::min<int64_t>(STRIPE, rows - first);
-            int64_t stride;
-            const uint8_t* a = stripe_codes(codes, first, valid, k, depth, padded, stride);
-            for (int64_t column = 0; column < n; column += BLOCK) {
-                multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, shift.data() + column);
-                store_block(sums.data() + column, columns);
-            }
-            for (int64_t r = 0; r < valid; ++r) {
-                const int64_t i = first + r;
-                const __m512 scale = _mm512_set1_ps(row_scale[i]), offset = _mm512_set1_ps(row_offset[i]);
-                __m512 total = _mm512_setzero_ps();
-                for (int64_t c = 0; c < n; c += 16) {
-                    const __mmask16 mask = lanes(n - c);
-                    const __m512 sum = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, sums.data() + r * columns + c));
-                    __m512 v = _mm512_mul_ps(_mm512_mul_ps(sum, _mm512_maskz_loadu_ps(mask, column_scale + c)), scale);
-                    v = _mm512_add_ps(v, _mm512_mul_ps(offset, _mm512_maskz_loadu_ps(mask, weight_sum + c)));
-                    if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias + c));
-                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, residual + i * n + c));
-                    _mm512_storeu_ps(y.data() + c, v);
-                    total = _mm512_add_ps(total, v);  // masked-off lanes are 0
-                }
-                const float mean = _mm512_reduce_add_ps(total) / n;
-                __m512 squares = _mm512_setzero_ps();
-                for (int64_t c = 0; c < n; c += 16) {
-                    const __m512 d = _mm512_maskz_sub_ps(lanes(n - c), _mm512_loadu_ps(y.data() + c), _mm512_set1_ps(mean));
-                    squares = _mm512_fmadd_ps(d, d, squares);
-                }
-                const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(squares) / n + eps));
-                __m512 low = _mm512_set1_ps(INFINITY), high = _mm512_set1_ps(-INFINITY);
-                for (int64_t c = 0; c < n; c += 16) {
-                    const __mmask16 mask = lanes(n - c);
-                    const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(y.data() + c), _mm512_set1_ps(mean));
-                    const __m512 h = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(d, rstd), _mm512_maskz_loadu_ps(mask, gamma + c)),
-                                                   _mm512_maskz_loadu_ps(mask, beta + c));
-                    _mm512_mask_storeu_ps(hidden + i * n + c, mask, h);
-                    const __m512 x = next_scale ? _mm512_mul_ps(h, _mm512_maskz_loadu_ps(mask, next_scale + c)) : h;
-                    _mm512_storeu_ps(y.data() + c, x);
-                    low = _mm512_mask_min_ps(low, mask, low, x);
-                    high = _mm512_mask_max_ps(high, mask, high, x);
-                }
-                const float lo = _mm512_reduce_min_ps(low), hi = _mm512_reduce_max_ps(high);
-                const float middle = (hi + lo) / 2, half = std::fmax((hi - lo) / 2, 1.1754943508222875e-38f);
-                const __m512 inverse = _mm512_set1_ps(INT8_MAX_F / half);
-                for (int64_t c = 0; c < n; c += 16) {
-                    __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(y.data() + c), _mm512_set1_ps(middle)), inverse));
-                    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-INT8_MAX_I)), _mm512_set1_epi32(INT8_MAX_I));
-                    q = _mm512_add_epi32(q, _mm512_set1_epi32(zero_point));
-                    _mm_mask_storeu_epi8(out_codes + i * n + c, lanes(n - c), _mm512_cvtepi32_epi8(q));
-                }
-                out_scale[i] = half / INT8_MAX_F;
-                out_offset[i] = middle;
-            }
+    stripe_rows<RowScratch>(codes, packed, column_sums, rows, k, n, zero_point, threads,
+                            [&](const int32_t* sums, int64_t i, RowScratch& s) {
+        float* y = s.y.data();
+        const __m512 scale = _mm512_set1_ps(row_scale[i]), offset = _mm512_set1_ps(row_offset[i]);
+        __m512 total = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) {
+            const __mmask16 mask = lanes(n - c);
+            const __m512 sum = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, sums + c));
+            __m512 v = _mm512_mul_ps(_mm512_mul_ps(sum, _mm512_maskz_loadu_ps(mask, column_scale + c)), scale);
+            v = _mm512_add_ps(v, _mm512_mul_ps(offset, _mm512_maskz_loadu_ps(mask, weight_sum + c)));
+            if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias + c));
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, residual + i * n + c));
+            _mm512_storeu_ps(y + c, v);
+            total = _mm512_add_ps(total, v);  // masked-off lanes are 0
         }
-        _tile_release();
-    }
+        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(total) / n);
+        __m512 squares = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) {
+            const __m512 d = _mm512_maskz_sub_ps(lanes(n - c), _mm512_loadu_ps(y + c), mean);
+            squares = _mm512_fmadd_ps(d, d, squares);
+        }
+        const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(squares) / n + eps));
+        __m512 low = _mm512_set1_ps(INFINITY), high = _mm512_set1_ps(-INFINITY);
+        for (int64_t c = 0; c < n; c += 16) {
+            const __mmask16 mask = lanes(n - c);
+            const __m512 normed = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(y + c), mean), rstd);
+            const __m512 h = _mm512_add_ps(_mm512_mul_ps(normed, _mm512_maskz_loadu_ps(mask, gamma + c)),
+                                           _mm512_maskz_loadu_ps(mask, beta + c));
+            _mm512_mask_storeu_ps(hidden + i * n + c, mask, h);
+            const __m512 x = next_scale ? _mm512_mul_ps(h, _mm512_maskz_loadu_ps(mask, next_scale + c)) : h;
+            _mm512_storeu_ps(y + c, x);
+            low = _mm512_mask_min_ps(low, mask, low, x);
+            high = _mm512_mask_max_ps(high, mask, high, x);
+        }
+        const float lo = _mm512_reduce_min_ps(low), hi = _mm512_reduce_max_ps(high);
+        const float middle = (hi + lo) / 2, half = std::fmax((hi - lo) / 2, 1.1754943508222875e-38f);
+        const __m512 inverse = _mm512_set1_ps(INT8_MAX_F / half);
+        for (int64_t c = 0; c < n; c += 16) {
+            const __m512 centred = _mm512_sub_ps(_mm512_loadu_ps(y + c), _mm512_set1_ps(middle));
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(centred, inverse));
+            q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-INT8_MAX_I)), _mm512_set1_epi32(INT8_MAX_I));
+            q = _mm512_add_epi32(q, _mm512_set1_epi32(zero_point));
+            _mm_mask_storeu_epi8(out_codes + i * n + c, lanes(n - c), _mm512_cvtepi32_epi8(q));
+        }
+        out_scale[i] = half / INT8_MAX_F;
+        out_offset[i] = middle;
+    });
 }
 #else
 extern "C" int stance_amx_init() { return -1; }

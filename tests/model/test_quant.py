@@ -207,14 +207,19 @@ def test_quantize_encoder_replaces_every_linear_layer(tiny_predictor):
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.999
 
 
-@pytest.mark.skipif(not fused_attention.available(), reason="the fused kernels need a C++ compiler")
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_fused_norms_give_the_same_encoder_output(tiny_predictor, kernel):
+def quantised_tiny_encoder(tiny_predictor, kernel):
+    """A copy of the tiny encoder quantised on `kernel`, and a function giving its output on fixed ids."""
     encoder = copy.deepcopy(tiny_predictor.network.encoder)
     quantize_encoder(encoder, kernel=kernel)
     ids = torch.randint(1000, 2000, (3, 11))
-    mask = torch.ones_like(ids)
-    before = encoder(ids, mask).last_hidden_state
+    return encoder, lambda: encoder(ids, torch.ones_like(ids)).last_hidden_state
+
+
+@pytest.mark.skipif(not fused_attention.available(), reason="the fused kernels need a C++ compiler")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_norms_give_the_same_encoder_output(tiny_predictor, kernel):
+    encoder, output = quantised_tiny_encoder(tiny_predictor, kernel)
+    before = output()
     # Two layers: both attention outputs and the first layer's feed-forward output feed an int8 layer.
     assert fuse_norms(encoder) == (3 if kernel == "amx" else 0)
     step = encoder.encoder.layer[0].attention.output
@@ -225,27 +230,23 @@ def test_fused_norms_give_the_same_encoder_output(tiny_predictor, kernel):
         assert isinstance(normed, NormedRows) and normed.hidden.shape == (3, 11, 32)
         assert normed.codes.codes.shape == (33, 32) and tuple(normed.codes.shape) == (3, 11)
         assert not encoder.encoder.layer[1].output.next_codes  # the last layer's output is the encoder's
-    after = encoder(ids, mask).last_hidden_state
     # The same codes but where a value sits on a rounding tie.
-    assert torch.allclose(before, after, atol=1e-3)
+    assert torch.allclose(before, output(), atol=1e-3)
 
 
+@pytest.mark.skipif(not fused_attention.available(), reason="the fused kernels need a C++ compiler")
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_fused_gelu_codes_give_the_same_encoder_output(tiny_predictor, kernel):
-    encoder = copy.deepcopy(tiny_predictor.network.encoder)
-    quantize_encoder(encoder, kernel=kernel)
-    ids = torch.randint(1000, 2000, (3, 11))
-    mask = torch.ones_like(ids)
-    before = encoder(ids, mask).last_hidden_state
+    encoder, output = quantised_tiny_encoder(tiny_predictor, kernel)
+    before = output()
     assert fuse_gelu(encoder) == (0 if kernel == "fbgemm" else 2)
     first = encoder.encoder.layer[0].intermediate.dense
     assert first.emit_gelu_codes is (kernel != "fbgemm")
     if kernel != "fbgemm":
         codes = first(torch.randn(3, 11, 32))
         assert isinstance(codes, QuantizedRows) and codes.codes.shape == (33, 64) and tuple(codes.shape) == (3, 11)
-    after = encoder(ids, mask).last_hidden_state
     # The same codes but where a value sits on a rounding tie.
-    assert torch.allclose(before, after, atol=1e-3)
+    assert torch.allclose(before, output(), atol=1e-3)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
