@@ -1,5 +1,5 @@
-// Vector helpers shared by the CPU kernels (attention.cpp, gelu_codes.cpp): GCC/Clang vector types at the width
-// -march=native gives.
+// Vector helpers shared by the CPU kernels (attention.cpp, and gelu.h for gelu_codes.cpp and amx_linear.cpp): GCC/Clang
+// vector types at the width -march=native gives.
 #pragma once
 #include <cstdint>
 #if defined(__AVX512F__)
