@@ -1,12 +1,13 @@
 """Two variants of the compiled default path, each in its own process, in turns: `--compare attention` times the
 fused attention kernel against the compiled matmul-softmax-matmul graph (results/attention.json), `--compare
-int8-kernel` oneDNN's prepacked int8 Linear against `torch._int_mm` (results/int8_kernel.json; model/quant.py), `--compare
-amx-kernel` our AMX int8 kernel against oneDNN's Linear (results/amx_kernel.json),
-`--compare revision --against REV` the working tree's `model` package against git revision REV's
-(results/revision.json; REV's tree is exported to a temporary folder, which goes first on the child's PYTHONPATH).
+int8-kernel` oneDNN's prepacked int8 Linear against `torch._int_mm` (results/int8_kernel.json; model/quant.py),
+`--compare amx-kernel` our AMX int8 kernel against oneDNN's Linear (results/amx_kernel_in_turns.json; per layer,
+benchmarks/amx_kernel.py), `--compare revision --against REV` the working tree's `model` package against git
+revision REV's (results/revision.json; REV's tree is exported to a temporary folder, which goes first on the child's
+PYTHONPATH).
 
-    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel|amx-kernel|revision [--against REV] [--pairs 2000]
-        [--rounds 3] [--passes 5] [--threads 2] [--out FILE]
+    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel|amx-kernel|revision [--against REV]
+        [--pairs 2000] [--rounds 3] [--passes 5] [--threads 2] [--out FILE]
 
 Each variant runs in its own process, in turns, round after round, so that neither's compiled graphs, caches or
 memory touch the other's timing. A process loads and compiles its variant, scores the pairs once to warm up and
@@ -60,7 +61,7 @@ def with_default(_: str) -> StancePredictor:
 COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[str], StancePredictor], str]] = {
     "attention": (("fused", "eager"), with_attention, "attention.json"),
     "int8-kernel": (("onednn", "int_mm"), with_int8_kernel, "int8_kernel.json"),
-    "amx-kernel": (("amx", "onednn"), with_int8_kernel, "amx_kernel.json"),
+    "amx-kernel": (("amx", "onednn"), with_int8_kernel, "amx_kernel_in_turns.json"),
     "revision": (("working-tree", "revision"), with_default, "revision.json"),
 }
 
