@@ -19,7 +19,7 @@ from transformers import BertConfig
 
 from model import fused_attention, io
 from model.errors import ModelLoadError
-from model.quant import NormedRows, hidden_state
+from model.quant import NormedRows, QuantizedRows, hidden_state
 
 ATTENTIONS = ("sdpa", "eager", "fused")
 
@@ -59,6 +59,10 @@ class SelfAttention(nn.Module):
         # Query, key and value as one layer whose output is the three side by side; set in place of the three by
         # `model.quant.quantize_encoder`.
         self.qkv: nn.Module | None = None
+        # Set by `model.quant.fuse_attention` where the int8 `qkv` runs the whole attention in one kernel and hands
+        # the attention-output layer its input already quantised (with that layer's smoothing).
+        self.emit_codes = False
+        self.next_scale: torch.Tensor | None = None
 
     def project(self, hidden: torch.Tensor | NormedRows) -> list[torch.Tensor]:
         """The query, key and value projections of `hidden` (`NormedRows` only where `qkv` is an int8 layer)."""
@@ -66,7 +70,11 @@ class SelfAttention(nn.Module):
             return list(self.qkv(hidden).chunk(3, dim=-1))
         return [proj(hidden) for proj in (self.query, self.key, self.value)]
 
-    def forward(self, hidden: torch.Tensor | NormedRows, mask: torch.Tensor | None, attention: str) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor | NormedRows, mask: torch.Tensor | None, attention: str
+    ) -> torch.Tensor | QuantizedRows:
+        if self.emit_codes and attention == "fused" and mask is not None and not self.training:
+            return self.qkv.attention(hidden, mask, self.heads, self.scaling, self.next_scale)
         projections = self.project(hidden)
         hidden = hidden_state(hidden)
         # The fused kernel is fp32 and scoring only: under bf16 autocast or in training, eager attention serves.
@@ -103,7 +111,7 @@ class DenseNorm(nn.Module):
         self.next_codes = False
         self.next_scale: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | NormedRows) -> torch.Tensor | NormedRows:
+    def forward(self, x: torch.Tensor | QuantizedRows, residual: torch.Tensor | NormedRows) -> torch.Tensor | NormedRows:
         residual = hidden_state(residual)
         if self.next_codes:
             return self.dense.normed(x, residual, self.LayerNorm, self.next_scale)

@@ -34,6 +34,10 @@ AMX_LINEAR_ARGS = (*[ctypes.c_void_p] * 9, *[ctypes.c_int64] * 3, ctypes.c_int, 
 AMX_PACK_ARGS = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 AMX_GELU_CODES_ARGS = (*[ctypes.c_void_p] * 11, *[ctypes.c_int64] * 3, ctypes.c_int, ctypes.c_int)
 AMX_LINEAR_NORM_ARGS = (*[ctypes.c_void_p] * 16, *[ctypes.c_int64] * 3, ctypes.c_float, ctypes.c_int, ctypes.c_int)
+AMX_ATTENTION_SOURCE = SOURCE.parent / "amx_attention.cpp"
+AMX_QKV_ATTENTION_ARGS = (*[ctypes.c_void_p] * 13, *[ctypes.c_int64] * 5, ctypes.c_float, ctypes.c_int, ctypes.c_int)
+# The head sizes the AMX attention takes: multiples of a bf16 tile's depth.
+AMX_HEAD_MULTIPLE = 32
 # What AMX's tiles take: weights padded to a multiple of AMX_DEPTH rows (input features) and AMX_COLUMNS columns.
 AMX_DEPTH, AMX_COLUMNS = 64, 32
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
@@ -137,6 +141,22 @@ def amx_available() -> bool:
     init = _built(AMX_SOURCE, "stance_amx_init", (), ctypes.c_int)
     kernels = (_amx_linear_kernel(), _amx_gelu_codes_kernel(), _amx_linear_norm_kernel())
     return init is not None and init() == 0 and all(kernel is not None for kernel in kernels)
+
+
+def _amx_qkv_attention_kernel() -> Callable[..., None] | None:
+    return _built(AMX_ATTENTION_SOURCE, "stance_amx_qkv_attention", AMX_QKV_ATTENTION_ARGS)
+
+
+@functools.cache
+def amx_attention_available() -> bool:
+    """Whether `amx_qkv_attention` runs here: the AMX int8 GEMM does (`amx_available`), the CPU has AMX's bf16 tiles
+    and AVX-512's bf16 conversions, and the kernel builds with them (a compiler that does not target them builds a
+    stub)."""
+    capabilities = torch.cpu.get_capabilities()
+    if not (capabilities.get("amx_bf16", False) and capabilities.get("avx512_bf16", False) and amx_available()):
+        return False
+    built = _built(AMX_ATTENTION_SOURCE, "stance_amx_attention_built", (), ctypes.c_int)
+    return built is not None and built() == 1 and _amx_qkv_attention_kernel() is not None
 
 
 def _round_up(x: int, multiple: int) -> int:
@@ -305,6 +325,60 @@ def _(
     zero_point: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return (_amx_output(codes, weight_scale), *_codes_outputs(codes, codes.shape[0], weight_scale.shape[0]))
+
+
+@torch.library.custom_op("stance::amx_qkv_attention", mutates_args=())
+def amx_qkv_attention(
+    codes: torch.Tensor,
+    packed: torch.Tensor,
+    column_sums: torch.Tensor,
+    weight_scale: torch.Tensor,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor,
+    heads: int,
+    scale: float,
+    next_scale: torch.Tensor | None,
+    zero_point: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT's query-key-value layer and self-attention in one kernel (`model/kernels/amx_attention.cpp`), from the
+    layer's input codes to the attention-output layer's: `amx_int8_linear`'s arguments for the query-key-value
+    layer (its output the queries, keys and values side by side) on the rows of `mask`'s [batch, length] sequences,
+    `mask` the additive key mask (0 where attended), then softmax(query · keyᵀ · `scale` + mask) · value per head in
+    bf16 with float32 sums, times `next_scale` (the attention-output layer's smoothing, None for none), quantised
+    per row. Returns the codes (plus `zero_point`) and their [rows, 1] scale and offset, as `gelu_codes` does."""
+    if not amx_attention_available():
+        raise RuntimeError("the AMX attention kernel is not available (see model.fused_attention.amx_attention_available)")
+    width = weight_scale.shape[0] // 3
+    if width % heads or (width // heads) % AMX_HEAD_MULTIPLE:
+        raise ValueError(f"the AMX attention takes head sizes that are multiples of {AMX_HEAD_MULTIPLE}")
+    batch = mask.shape[0]
+    outputs = _codes_outputs(codes, codes.shape[0], width)
+    inputs = (codes, packed, column_sums, weight_scale, row_scale, row_offset, weight_sum, bias)
+    masks = mask.reshape(batch, -1).float()
+    _amx_run(_amx_qkv_attention_kernel(), (*inputs, masks, next_scale), outputs, batch, heads, scale, zero_point)
+    return outputs
+
+
+@amx_qkv_attention.register_fake
+def _(
+    codes: torch.Tensor,
+    packed: torch.Tensor,
+    column_sums: torch.Tensor,
+    weight_scale: torch.Tensor,
+    row_scale: torch.Tensor,
+    row_offset: torch.Tensor,
+    weight_sum: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor,
+    heads: int,
+    scale: float,
+    next_scale: torch.Tensor | None,
+    zero_point: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _codes_outputs(codes, codes.shape[0], weight_scale.shape[0] // 3)
 
 
 def available() -> bool:

@@ -19,7 +19,7 @@ from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.network import StanceNetwork, relation_head
-from model.quant import fuse_gelu, fuse_norms, int8_kernel, quantize_encoder
+from model.quant import fuse_attention, fuse_gelu, fuse_norms, int8_kernel, quantize_encoder
 from model.results import (
     DocumentResult,
     MentionOut,
@@ -346,6 +346,9 @@ class StancePredictor:
                 # the next layer's quantisation in the GEMM's (no-ops on other precisions).
                 fuse_gelu(encoder)
                 fuse_norms(encoder)
+            if encoder.attention == "fused" and fused_attention.amx_attention_available():
+                # On AMX, the int8 query-key-value layer, attention and the next layer's quantisation in one kernel.
+                fuse_attention(encoder)
             compiled = torch.compile(encoder.forward, dynamic=True)
             # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
             with torch.inference_mode(), self._autocast():

@@ -253,6 +253,37 @@ class Int8Linear(nn.Module):
         )
         return NormedRows(hidden.reshape(*rows.shape, n), QuantizedRows(codes, scale, offset, rows.shape))
 
+    def attention(
+        self,
+        x: torch.Tensor | QuantizedRows | NormedRows,
+        mask: torch.Tensor,
+        heads: int,
+        scale: float,
+        next_scale: torch.Tensor | None,
+    ) -> QuantizedRows:
+        """BERT's self-attention over this query-key-value layer of `x` (sequences [batch, length] with the additive
+        key `mask`), quantised for the attention-output layer, whose input smoothing is `next_scale` (None for none),
+        from one kernel (`fused_attention.amx_qkv_attention`; the "amx" kernel only)."""
+        if isinstance(x, NormedRows):
+            x = x.codes
+        rows = x if isinstance(x, QuantizedRows) else self._quantized(x)
+        out = fused_attention.amx_qkv_attention(
+            rows.codes,
+            self.packed,
+            self.column_sums,
+            self.weight_scale,
+            rows.scale,
+            rows.offset,
+            self.weight_sum,
+            self.bias,
+            mask,
+            heads,
+            scale,
+            next_scale,
+            UINT8_ZERO,
+        )
+        return QuantizedRows(*out, rows.shape)
+
     def _from_codes(
         self, codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, shape: torch.Size
     ) -> torch.Tensor | QuantizedRows:
@@ -349,6 +380,21 @@ def fuse_norms(encoder: nn.Module) -> int:
     for step, reader in steps:
         if all(isinstance(m, Int8Linear) and m.kernel == "amx" for m in (step.dense, reader)) and not reader.gelu_input:
             step.next_scale, step.next_codes = reader.input_scale, True
+            fused += 1
+    return fused
+
+
+def fuse_attention(encoder: nn.Module) -> int:
+    """Let each self-attention of a BERT encoder (quantised by `quantize_encoder` on the "amx" kernel) run with its
+    query-key-value layer in one kernel that hands the attention-output layer its input already quantised
+    (`fused_attention.amx_qkv_attention`, which must be available), where the head size suits it. Scoring only,
+    with "fused" attention. Returns how many attentions do."""
+    fused = 0
+    for layer in encoder.encoder.layer:
+        attention, dense = layer.attention.self, layer.attention.output.dense
+        suits = attention.head_size % fused_attention.AMX_HEAD_MULTIPLE == 0
+        if suits and all(isinstance(m, Int8Linear) and m.kernel == "amx" for m in (attention.qkv, dense)):
+            attention.emit_codes, attention.next_scale = True, dense.input_scale
             fused += 1
     return fused
 

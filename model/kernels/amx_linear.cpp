@@ -3,44 +3,17 @@
 // 32 × 32 block of int32 sums into the layer's float32 output in the same pass; stance_amx_gelu_codes ends the
 // feed-forward input layer in GELU and the output layer's codes (gelu.h) instead. Built and loaded by
 // model/fused_attention.py; on a CPU without AMX it builds to a stub whose init fails.
-#include <algorithm>
 #include <cstdint>
-#include <cstring>
-#include <vector>
 
 #if defined(__AMX_INT8__) && defined(__AMX_TILE__)
-#include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "amx.h"
 #include "gelu.h"
-
-namespace {
-
-constexpr int TILE_ROWS = 16;
-constexpr int TILE_BYTES = 64;         // of a tile row: 64 codes of one row, or 4 depths × 16 columns of weights
-constexpr int STRIPE = 2 * TILE_ROWS;  // rows per block: two A tiles
-constexpr int BLOCK = 2 * 16;          // columns per block: two B tiles of 16 int32 sums each
-
-// Tiles 0-3 hold a block's sums, 4-5 two tiles of codes, 6-7 two tiles of weights: all 16 rows of 64 bytes.
-struct alignas(64) TileConfig {
-    uint8_t palette = 1, start_row = 0, reserved[14] = {};
-    uint16_t bytes[16] = {TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES,
-                          TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES};
-    uint8_t rows[16] = {TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS};
-};
-const TileConfig TILES;
-
-}  // namespace
 
 // 0 once Linux lets this process use AMX's tile registers (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA).
 extern "C" int stance_amx_init() { return static_cast<int>(syscall(SYS_arch_prctl, 0x1023, 18)); }
-
-// The padded sizes AMX's tiles take: depth to a multiple of 64, columns to one of 32 (a block).
-static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
-
-// The first min(count, 16) of 16 lanes.
-static __mmask16 lanes(int64_t count) { return count >= 16 ? 0xffff : static_cast<__mmask16>((1u << count) - 1); }
 
 // weights [k, n] row-major into tiles [columns / 16][depth / 64][16 depth quads][16 columns][4 depths], with k and n
 // padded by zeros to multiples of 64 and 32: (round_up(n, 32) / 16) * (round_up(k, 64) / 64) tiles of 1,024 bytes.
@@ -52,61 +25,6 @@ extern "C" void stance_amx_pack(const int8_t* weights, int8_t* packed, int64_t k
             packed[tile * 1024 + (d % 64) / 4 * TILE_BYTES + (column % 16) * 4 + d % 4] =
                 column < n && d < k ? weights[d * n + column] : 0;
         }
-}
-
-// The codes of the stripe of `valid` rows at `first`, or where it is short of rows (the last) or of depth, a copy
-// zero-filled to STRIPE rows of `depth` in `padded`: tiles load whole tiles. Sets `stride` to its rows' spacing.
-static const uint8_t* stripe_codes(const uint8_t* codes, int64_t first, int64_t valid, int64_t k, int64_t depth,
-                                   std::vector<uint8_t>& padded, int64_t& stride) {
-    stride = k;
-    if (valid == STRIPE && depth == k) return codes + first * k;
-    padded.assign(STRIPE * depth, 0);
-    for (int64_t r = 0; r < valid; ++r) std::memcpy(padded.data() + r * depth, codes + (first + r) * k, k);
-    stride = depth;
-    return padded.data();
-}
-
-// -zero_point × each column's sum of weights, padded to whole blocks: where each column's sums start, so that they
-// come out without the zero point's share.
-static std::vector<int32_t> zero_point_shift(const int32_t* column_sums, int64_t n, int zero_point) {
-    std::vector<int32_t> shift(round_up(n, BLOCK), 0);
-    for (int64_t c = 0; c < n; ++c) shift[c] = -zero_point * column_sums[c];
-    return shift;
-}
-
-// The packed weights' tiles from `column` on (a multiple of 16).
-static const int8_t* weight_tiles(const int8_t* packed, int64_t column, int64_t depth_tiles) {
-    return packed + column / 16 * depth_tiles * 1024;
-}
-
-// Tiles 0-3 = `shift` (from zero_point_shift, at the block's first column) plus the stripe's codes `a` times the
-// packed weights' BLOCK columns from `b` (weight_tiles) on. The tiles start from `shift` (a load with a row stride
-// of 0) rather than being corrected after they are stored: reading them back at once to correct them stalled on
-// the tile stores and took a quarter of the kernel's time (perf).
-static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles,
-                           const int32_t* shift) {
-    _tile_loadd(0, shift, 0);
-    _tile_loadd(1, shift + 16, 0);
-    _tile_loadd(2, shift, 0);
-    _tile_loadd(3, shift + 16, 0);
-    for (int64_t d = 0; d < depth_tiles; ++d) {
-        _tile_loadd(4, a + d * 64, stride);
-        _tile_loadd(5, a + TILE_ROWS * stride + d * 64, stride);
-        _tile_loadd(6, b + d * 1024, TILE_BYTES);
-        _tile_loadd(7, b + (depth_tiles + d) * 1024, TILE_BYTES);
-        _tile_dpbusd(0, 4, 6);
-        _tile_dpbusd(1, 4, 7);
-        _tile_dpbusd(2, 5, 6);
-        _tile_dpbusd(3, 5, 7);
-    }
-}
-
-// Tiles 0-3, a block's sums, into sums [STRIPE][BLOCK] (rows `ld` int32 apart).
-static void store_block(int32_t* sums, int64_t ld) {
-    _tile_stored(0, sums, ld * 4);
-    _tile_stored(1, sums + 16, ld * 4);
-    _tile_stored(2, sums + TILE_ROWS * ld, ld * 4);
-    _tile_stored(3, sums + TILE_ROWS * ld + 16, ld * 4);
 }
 
 // The `valid` rows from `first` of a block's sums [STRIPE][BLOCK] at `column`, dequantised into `out`, in the order
@@ -281,18 +199,8 @@ extern "C" void stance_amx_linear_norm(const uint8_t* codes, const int8_t* packe
             low = _mm512_mask_min_ps(low, mask, low, x);
             high = _mm512_mask_max_ps(high, mask, high, x);
         }
-        const float lo = _mm512_reduce_min_ps(low), hi = _mm512_reduce_max_ps(high);
-        const float middle = (hi + lo) / 2, half = std::fmax((hi - lo) / 2, 1.1754943508222875e-38f);
-        const __m512 inverse = _mm512_set1_ps(INT8_MAX_F / half);
-        for (int64_t c = 0; c < n; c += 16) {
-            const __m512 centred = _mm512_sub_ps(_mm512_loadu_ps(y + c), _mm512_set1_ps(middle));
-            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(centred, inverse));
-            q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-INT8_MAX_I)), _mm512_set1_epi32(INT8_MAX_I));
-            q = _mm512_add_epi32(q, _mm512_set1_epi32(zero_point));
-            _mm_mask_storeu_epi8(out_codes + i * n + c, lanes(n - c), _mm512_cvtepi32_epi8(q));
-        }
-        out_scale[i] = half / INT8_MAX_F;
-        out_offset[i] = middle;
+        codes_row(y, n, _mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), zero_point, out_codes + i * n,
+                  out_scale + i, out_offset + i);
     });
 }
 #else

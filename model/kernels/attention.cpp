@@ -19,33 +19,6 @@ constexpr int R = 8;
 constexpr int R = 4;
 #endif
 
-#if defined(__AVX512F__)
-// The 16 x 16 floats of `rows` transposed into `cols`, in registers: 64 shuffles.
-static inline void transpose16(const __m512 rows[16], __m512 cols[16]) {
-    __m512 t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
-    }
-    // u[g + k], in its 128-bit lane L: column 4L + k of rows g to g + 3.
-    for (int g = 0; g < 16; g += 4) {
-        u[g] = (__m512)_mm512_unpacklo_pd((__m512d)t[g], (__m512d)t[g + 2]);
-        u[g + 1] = (__m512)_mm512_unpackhi_pd((__m512d)t[g], (__m512d)t[g + 2]);
-        u[g + 2] = (__m512)_mm512_unpacklo_pd((__m512d)t[g + 1], (__m512d)t[g + 3]);
-        u[g + 3] = (__m512)_mm512_unpackhi_pd((__m512d)t[g + 1], (__m512d)t[g + 3]);
-    }
-    for (int k = 0; k < 4; ++k) {
-        const __m512 even_low = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), odd_low = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd);
-        const __m512 even_high = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
-        const __m512 odd_high = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
-        cols[k] = _mm512_shuffle_f32x4(even_low, even_high, 0x88);
-        cols[4 + k] = _mm512_shuffle_f32x4(odd_low, odd_high, 0x88);
-        cols[8 + k] = _mm512_shuffle_f32x4(even_low, even_high, 0xdd);
-        cols[12 + k] = _mm512_shuffle_f32x4(odd_low, odd_high, 0xdd);
-    }
-}
-#endif
-
 // kt[d * blocks + c]: dimension d of keys c W to c W + W - 1, 0 past the last key. With AVX-512 and a head size of
 // 16, 32 or 64, 16 x 16 blocks transposed in registers, else element by element, dimension outer so the writes run
 // along kt's rows (8% faster than key position outer). perf had the element-wise loop at about a sixth of the

@@ -14,8 +14,6 @@
 typedef uint8_t vb __attribute__((vector_size(W)));
 
 constexpr float GELU_FLOOR = -0.17f;
-constexpr float INT8_MAX_F = 127.0f;
-constexpr int INT8_MAX_I = 127;
 
 // |x|, by clearing the sign bit.
 static inline vf vabs(vf x) {

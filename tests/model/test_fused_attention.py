@@ -10,7 +10,7 @@ from transformers import BertConfig
 
 from model import fused_attention
 from model.bert import BertEncoder
-from model.quant import gelu_range
+from model.quant import Int8Linear, QuantizedRows, fuse_attention, gelu_range, quantize_encoder, stacked
 
 needs_compiler = pytest.mark.skipif(fused_attention.cxx_compiler() is None, reason="the kernel needs a C++ compiler")
 needs_amx = pytest.mark.skipif(not fused_attention.amx_available(), reason="the AMX kernel needs AMX's int8 tiles")
@@ -375,3 +375,145 @@ def test_the_amx_kernels_linear_norm_equals_the_steps(rows, depth, columns, smoo
     assert (decoded(out_codes, 128) - expected[1]).abs().max() <= 1
     assert (decoded(out_codes, 128) != expected[1]).float().mean() < 2e-3
     assert torch.allclose(scale, expected[2], rtol=1e-5) and torch.allclose(offset, expected[3], atol=1e-5)
+
+
+needs_amx_attention = pytest.mark.skipif(
+    not fused_attention.amx_attention_available(), reason="the AMX attention needs AMX's int8 and bf16 tiles"
+)
+
+
+def qkv_layer(width, seed=0):
+    """An int8 query-key-value layer on the AMX kernel, the three projections side by side."""
+    torch.manual_seed(seed)
+    return Int8Linear(stacked([torch.nn.Linear(width, width) for _ in range(3)]), kernel="amx")
+
+
+def qkv_attention(layer, x, mask, heads, next_scale=None):
+    """amx_qkv_attention on `layer` and `x`; the codes decoded and divided by `next_scale`, as [batch, length, width],
+    with the rows' scales."""
+    rows = layer._quantized(x)
+    codes, scale, offset = fused_attention.amx_qkv_attention(
+        rows.codes, layer.packed, layer.column_sums, layer.weight_scale, rows.scale, rows.offset, layer.weight_sum,
+        layer.bias, mask, heads, (x.shape[-1] // heads) ** -0.5, next_scale, 128,
+    )  # fmt: skip
+    out = (codes.float() - 128) * scale + offset
+    out = out / next_scale if next_scale is not None else out
+    return out.view(x.shape), scale
+
+
+@needs_amx_attention
+@pytest.mark.parametrize(
+    ("batch", "length", "heads", "head_size"),
+    [(40, 37, 12, 32), (3, 5, 2, 32), (2, 70, 4, 32), (1, 130, 2, 64), (5, 16, 3, 32), (1, 1, 2, 32)],
+)
+@pytest.mark.parametrize("smoothed", [False, True])
+def test_the_amx_attention_is_the_int8_layer_then_attention(batch, length, heads, head_size, smoothed):
+    width = heads * head_size
+    layer = qkv_layer(width)
+    _, _, _, mask, keep = projections(batch, length, heads, head_size)
+    x = torch.randn(batch, length, width)
+    next_scale = torch.rand(width) + 0.5 if smoothed else None
+    with torch.no_grad():
+        ours, scale = qkv_attention(layer, x, mask, heads, next_scale)
+        expected = reference(*layer(x).chunk(3, dim=-1), mask, heads, head_size**-0.5)
+    # bf16 products and int8 codes: within a few code steps of the float32 attention on every attended row.
+    error = (ours - expected)[keep]
+    assert error.norm() / expected[keep].norm() < 0.02
+    step = scale.view(batch, length, 1).expand_as(ours)[keep]
+    step = step / next_scale if next_scale is not None else step
+    assert (error.abs() / step).max() < 4
+
+
+@needs_amx_attention
+def test_the_amx_attention_redoes_a_row_far_below_the_others():
+    # Two heads of 32, the projections equal to the input: the first token's scores reach 3,200 / sqrt(32) = 566,
+    # the others' stay near 0, so that under the largest score of their block of 16 rows their weights underflow.
+    width, heads = 64, 2
+    linears = [torch.nn.Linear(width, width) for _ in range(3)]
+    with torch.no_grad():
+        for linear in linears:
+            linear.weight.copy_(torch.eye(width))
+            linear.bias.zero_()
+    layer = Int8Linear(stacked(linears), kernel="amx")
+    x = torch.zeros(1, 5, width)
+    x[0, 0, [0, 32]] = 40.0
+    x[0, 1:, :] = torch.rand(4, width) * 0.1
+    x[0, 1:, [0, 32]] = 0.0
+    mask = torch.zeros(1, 5)
+    with torch.no_grad():
+        ours, _ = qkv_attention(layer, x, mask, heads)
+        expected = reference(*layer(x).chunk(3, dim=-1), mask, heads, 32**-0.5)
+    assert torch.allclose(ours, expected, atol=0.05, rtol=0.02)
+
+
+@needs_amx_attention
+def test_the_amx_attention_takes_head_sizes_of_multiples_of_32():
+    layer = qkv_layer(32)
+    with pytest.raises(ValueError, match=r"^the AMX attention takes head sizes that are multiples of 32$"):
+        qkv_attention(layer, torch.randn(1, 3, 32), torch.zeros(1, 3), 2)
+
+
+def test_the_amx_attention_says_when_it_cannot_run(monkeypatch):
+    monkeypatch.setattr(fused_attention, "amx_attention_available", lambda: False)
+    codes = torch.zeros(3, 64, dtype=torch.uint8)
+    ones, zeros = torch.ones(3, 1), torch.zeros(3, 1)
+    message = r"^the AMX attention kernel is not available \(see model.fused_attention.amx_attention_available\)$"
+    with pytest.raises(RuntimeError, match=message):
+        fused_attention.amx_qkv_attention(
+            codes, codes, torch.zeros(192, dtype=torch.int32), torch.ones(192), ones, zeros, torch.zeros(192), None,
+            torch.zeros(1, 3), 2, 0.2, None, 128,
+        )  # fmt: skip
+
+
+def test_without_amx_bf16_in_the_cpu_the_amx_attention_is_not_used(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_int8": True, "amx_bf16": False})
+    assert not fused_attention.amx_attention_available.__wrapped__()
+
+
+@needs_compiler
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
+def test_a_build_without_amx_bf16_says_it_has_no_attention(tmp_path, monkeypatch):
+    library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_ATTENTION_SOURCE, ("-mno-amx-bf16",))
+    assert fused_attention.bind(library, "stance_amx_attention_built", (), ctypes.c_int)() == 0
+
+
+def amx_encoder(seed=0) -> tuple[BertEncoder, torch.Tensor, torch.Tensor]:
+    """A small int8 encoder on the AMX kernel with heads of 32, in eval mode and fused attention, and its inputs."""
+    torch.manual_seed(seed)
+    encoder = BertEncoder(BertConfig(**(CONFIG | dict(hidden_size=64, intermediate_size=128)))).eval()
+    quantize_encoder(encoder, kernel="amx")
+    encoder.set_attention("fused")
+    return encoder, *inputs()
+
+
+@needs_amx_attention
+def test_fused_attention_gives_nearly_the_same_encoder_output():
+    encoder, ids, mask = amx_encoder()
+    with torch.inference_mode():
+        before = encoder(ids, mask).last_hidden_state
+        assert fuse_attention(encoder) == 2
+        attention = encoder.encoder.layer[0].attention
+        assert attention.self.emit_codes and attention.self.next_scale is attention.output.dense.input_scale
+        codes = attention.self(torch.randn(3, 19, 64), torch.zeros(3, 1, 1, 19), "fused")
+        assert isinstance(codes, QuantizedRows) and codes.codes.shape == (57, 64) and tuple(codes.shape) == (3, 19)
+        after = encoder(ids, mask).last_hidden_state
+    attended = mask.bool()
+    assert F.cosine_similarity(before[attended], after[attended], dim=-1).min() > 0.999
+
+
+@needs_amx_attention
+def test_fused_attention_leaves_training_and_other_attentions_alone():
+    encoder, *_ = amx_encoder()
+    fuse_attention(encoder)
+    hidden = torch.randn(3, 19, 64)
+    attention = encoder.encoder.layer[0].attention.self
+    assert isinstance(attention(hidden, torch.zeros(3, 1, 1, 19), "eager"), torch.Tensor)
+    attention.train()
+    assert isinstance(attention(hidden, torch.zeros(3, 1, 1, 19), "fused"), torch.Tensor)
+
+
+def test_fused_attention_needs_heads_of_multiples_of_32():
+    encoder = BertEncoder(BertConfig(**CONFIG)).eval()  # heads of 16
+    kernel = "amx" if fused_attention.amx_available() else None
+    quantize_encoder(encoder, kernel=kernel)
+    assert fuse_attention(encoder) == 0

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from model import StancePredictor, default_model_path
+from model import StancePredictor, default_model_path, fused_attention
 from model.actors import ActorSpec
-from model.predictor import DocumentInput
+from model.predictor import DocumentInput, compiler_found
 
 pytestmark = pytest.mark.real_model
 
@@ -94,9 +94,19 @@ def test_relation_head_is_shipped_and_measured(real):
     assert {(r["holder"], r["target"]) for r in result["relations"]} == {("Russia", "Ukraine"), ("Ukraine", "Russia")}
 
 
-@pytest.fixture(scope="module", params=["int8", "bf16"])
+@pytest.fixture(scope="module", params=["int8", "bf16", "int8_compiled"])
 def fast(request) -> StancePredictor:
-    return StancePredictor.load(default_model_path(), precision=request.param)
+    precision, _, compiled = request.param.partition("_")
+    if compiled and not compiler_found():
+        pytest.skip("compiling needs a C++ compiler")
+    return StancePredictor.load(default_model_path(), precision=precision, compile="on" if compiled else "off")
+
+
+def test_the_compiled_int8_path_runs_attention_in_the_amx_kernel_where_it_can(fast):
+    if not (fast.compiled and fast.precision == "int8"):
+        pytest.skip("for the compiled int8 path")
+    fused = [layer.attention.self.emit_codes for layer in fast.network.encoder.encoder.layer]
+    assert fused == [fused_attention.amx_attention_available()] * 6
 
 
 def _agreement(fp32: StancePredictor, fast: StancePredictor, pairs) -> float:

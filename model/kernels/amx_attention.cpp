@@ -1,0 +1,350 @@
+// BERT's self-attention on AMX's tiles for the int8 path, from the query-key-value layer's input codes to the
+// attention-output layer's: per group of whole sequences, the query-key-value GEMM (int8 tiles, amx.h) dequantised
+// into bf16 rows held in the thread's cache, then per sequence and head the scores (bf16 tiles, float32 sums), the
+// softmax (float32), the weighted values (bf16 tiles), and each row of the result quantised for the
+// attention-output layer. The [rows, 3 x width] float32 projections are never written out: attention.cpp's kernel
+// read them back from memory, not cache, at the pass's batch sizes (perf). Head sizes must be multiples of 32, a
+// bf16 tile's depth. Built and loaded by model/fused_attention.py; without AMX (or a compiler that targets it) it
+// builds to a stub that says so.
+#include <cstdint>
+
+#if defined(__AMX_INT8__) && defined(__AMX_BF16__) && defined(__AMX_TILE__) && defined(__AVX512BF16__)
+#include "amx.h"
+
+namespace {
+
+constexpr int DEPTH = 32;            // bf16 values in a tile row: 64 bytes
+constexpr int64_t GROUP_ROWS = 256;  // rows of sequences per GEMM: the group's bf16 projections stay in L2
+
+// lo's 16 values then hi's, rounded to bf16.
+__m512i bf16_pair(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+
+// e^x to bf16's precision for the softmax's weights, which go to bf16: a quartic on the reduced argument (relative
+// error 5e-5, under bf16's 4e-3) and 2^n by scalef. x is clamped at -87 so that no result is subnormal, which
+// takes the CPU's slow path; a masked key's weight is then 1.6e-38, not 0.
+__m512 exp_bf16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147180559945f), x);
+    __m512 p = _mm512_set1_ps(1.0f / 24);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+float bf16_to_float(uint16_t x) {
+    const uint32_t bits = uint32_t(x) << 16;
+    float out;
+    std::memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
+// Each thread's buffers, sized from the padded length and the largest group of sequences.
+struct Buffers {
+    int64_t rows, depth, heads, head_size, width;
+    std::vector<uint16_t> qkv;      // [group rows + padding][3 x width] bf16: the GEMM's output
+    std::vector<uint16_t> keys;     // tiles [head][16-key block][depth step][16 depth pairs][16 keys][2]
+    std::vector<uint16_t> values;   // tiles [head][32-key chunk][16-dim slice][16 key pairs][16 dims][2]
+    std::vector<float> scores;      // [16][key columns]
+    std::vector<uint16_t> weights;  // [16][key depth] bf16
+    std::vector<float> keymask;     // [key columns]
+    std::vector<float> context;     // [length][width]: the attention's output, before it is quantised
+    alignas(64) float sums[3][TILE_ROWS][16];
+    // The right operand that sums each row of weights: column 0 all ones, the rest zero.
+    alignas(64) uint16_t ones[16][32] = {};
+    Buffers(int64_t length, int64_t heads, int64_t head_size, int64_t group)
+        : rows(round_up(length, TILE_ROWS)), depth(round_up(length, DEPTH)), heads(heads), head_size(head_size),
+          width(heads * head_size),
+          // Past the group's last row, tiles read up to a key chunk more (DEPTH rows), which must be finite.
+          qkv((round_up(group * length, STRIPE) + DEPTH) * 3 * width), keys(rows * width), values(depth * width),
+          scores(TILE_ROWS * rows), weights(TILE_ROWS * depth), keymask(rows), context(length * width) {
+        for (auto& r : ones) r[0] = r[1] = 0x3f80;  // bf16 1.0, for both keys of each pair
+    }
+};
+
+// The query-key-value layer on `count` rows from `first` into b.qkv in bf16, dequantised as stance_amx_linear does
+// (amx_linear.cpp): each block's sums while the next block's multiplies run on the tiles.
+void projections(const uint8_t* codes, const int8_t* packed, const int32_t* shift, const float* column_scale,
+                 const float* row_scale, const float* row_offset, const float* weight_sum, const float* bias,
+                 int64_t first, int64_t count, int64_t k, int64_t n, Buffers& b) {
+    const int64_t depth = round_up(k, 64), depth_tiles = depth / 64;
+    alignas(64) int32_t sums[STRIPE][BLOCK];
+    std::vector<uint8_t> padded;
+    int64_t pending_row = -1, pending_valid = 0, pending_column = 0;
+    auto dequantise_pending = [&] {
+        for (int64_t r = 0; r < pending_valid; ++r) {
+            const int64_t i = first + pending_row + r, c = pending_column;
+            __m512 y[2];
+            for (int half = 0; half < 2; ++half) {
+                const int64_t at = c + 16 * half;
+                const __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&sums[r][16 * half])),
+                                                     _mm512_loadu_ps(column_scale + at));
+                y[half] = _mm512_add_ps(
+                    _mm512_add_ps(_mm512_mul_ps(product, _mm512_set1_ps(row_scale[i])),
+                                  _mm512_mul_ps(_mm512_set1_ps(row_offset[i]), _mm512_loadu_ps(weight_sum + at))),
+                    bias ? _mm512_loadu_ps(bias + at) : _mm512_setzero_ps());
+            }
+            _mm512_storeu_si512(b.qkv.data() + (pending_row + r) * n + c, bf16_pair(y[0], y[1]));
+        }
+    };
+    for (int64_t row = 0; row < count; row += STRIPE) {
+        const int64_t valid = std::min<int64_t>(STRIPE, count - row);
+        int64_t stride;
+        const uint8_t* a = stripe_codes(codes, first + row, valid, k, depth, padded, stride);
+        for (int64_t column = 0; column < n; column += BLOCK) {
+            multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, shift + column);
+            dequantise_pending();
+            store_block(&sums[0][0], BLOCK);
+            pending_row = row, pending_valid = valid, pending_column = column;
+        }
+    }
+    dequantise_pending();
+}
+
+// One sequence's keys and values, from its bf16 projections `qkv` (rows 3 x width apart), laid out as the right
+// operands of the tiles.
+void operands(const uint16_t* qkv, int64_t length, Buffers& b) {
+    const int64_t n = 3 * b.width, steps = b.head_size / DEPTH, slices = b.head_size / 16;
+    const int64_t blocks = b.rows / TILE_ROWS, chunks = b.depth / DEPTH;
+    // Keys: for 16 keys, their pairs of dimensions (32-bit words) transposed, so that each tile row holds one pair
+    // of dimensions for the 16 keys.
+    for (int64_t h = 0; h < b.heads; ++h)
+        for (int64_t j0 = 0; j0 < b.rows; j0 += TILE_ROWS)
+            for (int64_t s = 0; s < steps; ++s) {
+                __m512 pairs[16], tile[16];
+                for (int r = 0; r < 16; ++r)
+                    pairs[r] = _mm512_loadu_ps(qkv + (j0 + r) * n + b.width + h * b.head_size + s * DEPTH);
+                transpose16(pairs, tile);
+                uint16_t* to = b.keys.data() + ((h * blocks + j0 / TILE_ROWS) * steps + s) * 512;
+                for (int r = 0; r < 16; ++r) _mm512_storeu_ps(to + r * 32, tile[r]);
+            }
+    // Values: for 32 keys and 16 dimensions, row r holds keys 2r and 2r + 1 interleaved.
+    alignas(64) uint16_t lower[32], upper[32];
+    for (int i = 0; i < 16; ++i) {
+        lower[2 * i] = i, lower[2 * i + 1] = 32 + i;
+        upper[2 * i] = 16 + i, upper[2 * i + 1] = 48 + i;
+    }
+    const __m512i low_index = _mm512_load_si512(lower), high_index = _mm512_load_si512(upper);
+    for (int64_t j = 0; j < b.depth; j += 2)
+        for (int64_t h = 0; h < b.heads; ++h)
+            for (int64_t e = 0; e < slices; e += 2) {
+                const uint16_t* v = qkv + j * n + 2 * b.width + h * b.head_size + e * 16;
+                const __m512i first = _mm512_loadu_si512(v), second = _mm512_loadu_si512(v + n);
+                uint16_t* to = b.values.data() + (((h * chunks + j / DEPTH) * slices + e) * 16 + j % DEPTH / 2) * 32;
+                _mm512_storeu_si512(to, _mm512_permutex2var_epi16(first, low_index, second));
+                _mm512_storeu_si512(to + 512, _mm512_permutex2var_epi16(first, high_index, second));
+            }
+}
+
+// Tile numbers must be literals (GCC's AMX intrinsics paste them into the assembly), hence macros for the steps
+// that run on several tiles.
+
+// Sums tile t = 16 queries from `queries` (rows 3 x width apart, in tile 4) times 16 keys from the key tiles at
+// `keys` (in tile k).
+#define SCORE_BLOCK(t, k, keys)                             \
+    _tile_zero(t);                                          \
+    for (int64_t s = 0; s < steps; ++s) {                   \
+        _tile_loadd(4, queries + s * DEPTH, 6 * b.width);   \
+        _tile_loadd(k, (keys) + s * 512, 64);               \
+        _tile_dpbf16ps(t, 4, k);                            \
+    }
+
+// Scores of 16 queries from `queries` against every key of head h into b.scores [16][b.rows], unscaled: three
+// blocks of 16 keys at a time in three sums tiles, so that the blocks' products overlap.
+void scores(const uint16_t* queries, int64_t h, Buffers& b) {
+    const int64_t steps = b.head_size / DEPTH, blocks = b.rows / TILE_ROWS;
+    const uint16_t* keys = b.keys.data() + h * blocks * steps * 512;
+    float* out = b.scores.data();
+    const int64_t stride = b.rows * 4, tile = steps * 512;
+    int64_t j = 0;
+    for (; j + 3 <= blocks; j += 3) {
+        SCORE_BLOCK(0, 5, keys + j * tile)
+        SCORE_BLOCK(1, 6, keys + (j + 1) * tile)
+        SCORE_BLOCK(2, 7, keys + (j + 2) * tile)
+        _tile_stored(0, out + j * TILE_ROWS, stride);
+        _tile_stored(1, out + (j + 1) * TILE_ROWS, stride);
+        _tile_stored(2, out + (j + 2) * TILE_ROWS, stride);
+    }
+    if (j + 2 == blocks) {
+        SCORE_BLOCK(0, 5, keys + j * tile)
+        SCORE_BLOCK(1, 6, keys + (j + 1) * tile)
+        _tile_stored(0, out + j * TILE_ROWS, stride);
+        _tile_stored(1, out + (j + 1) * TILE_ROWS, stride);
+    } else if (j + 1 == blocks) {
+        SCORE_BLOCK(0, 5, keys + j * tile)
+        _tile_stored(0, out + j * TILE_ROWS, stride);
+    }
+}
+#undef SCORE_BLOCK
+
+// The softmax's weights of the first `valid` rows of b.scores, unnormalised, into b.weights [16][b.depth] in bf16
+// (0 past the padded keys and in the other rows). Every row is shifted by the largest scaled score of the 16, not
+// its own, which saves a reduction across a vector per row; a row whose own largest lies far below loses its
+// weights to underflow and is redone by lone_row.
+void weights(int64_t valid, float scale, Buffers& b) {
+    const __m512 vscale = _mm512_set1_ps(scale);
+    const float* mask = b.keymask.data();
+    __m512 top = _mm512_set1_ps(-INFINITY);
+    for (int64_t r = 0; r < valid; ++r)
+        for (int64_t j = 0; j < b.rows; j += 16)
+            top = _mm512_max_ps(top, _mm512_fmadd_ps(_mm512_loadu_ps(&b.scores[r * b.rows + j]), vscale,
+                                                     _mm512_loadu_ps(mask + j)));
+    const __m512 shift = _mm512_set1_ps(-_mm512_reduce_max_ps(top));
+    for (int64_t r = 0; r < TILE_ROWS; ++r) {
+        uint16_t* w = b.weights.data() + r * b.depth;
+        const float* sr = b.scores.data() + r * b.rows;
+        for (int64_t j = 0; j < b.depth; j += DEPTH) {
+            __m512 x[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int half = 0; half < 2; ++half) {
+                const int64_t at = j + 16 * half;
+                if (r < valid && at < b.rows)
+                    x[half] = exp_bf16(_mm512_fmadd_ps(_mm512_loadu_ps(sr + at), vscale,
+                                                       _mm512_add_ps(_mm512_loadu_ps(mask + at), shift)));
+            }
+            _mm512_storeu_si512(w + j, bf16_pair(x[0], x[1]));
+        }
+    }
+}
+
+// Below this sum of a row's weights, they lost their precision to the block's shift: e^-69, where the largest
+// weight of some row of the block is 1.
+constexpr float UNDERFLOWED = 1e-30f;
+
+// Row r of b.scores, shifted by its own largest score, times head h's values in float32 (from `qkv`) into `out`:
+// for the rare row whose weights underflowed under the block's shift.
+void lone_row(int64_t r, int64_t length, float scale, const uint16_t* qkv, int64_t h, float* out, Buffers& b) {
+    const float* sr = b.scores.data() + r * b.rows;
+    float top = -INFINITY;
+    for (int64_t j = 0; j < length; ++j) top = std::fmax(top, sr[j] * scale + b.keymask[j]);
+    std::vector<float> acc(b.head_size, 0.0f);
+    float total = 0.0f;
+    for (int64_t j = 0; j < length; ++j) {
+        const float p = std::exp(sr[j] * scale + b.keymask[j] - top);
+        total += p;
+        const uint16_t* v = qkv + j * 3 * b.width + 2 * b.width + h * b.head_size;
+        for (int64_t d = 0; d < b.head_size; ++d) acc[d] += p * bf16_to_float(v[d]);
+    }
+    for (int64_t d = 0; d < b.head_size; ++d) out[d] = acc[d] / total;
+}
+
+// Sums tiles 0 and 1 = the weights (tile 5) times value slices e and e + 1 (tiles 6 and 7) over every 32-key
+// chunk, and with `with_sums`, tile 2 = each row's sum of weights (times `ones`, in tile 4).
+#define WEIGHTED(with_sums)                                                      \
+    _tile_zero(0);                                                               \
+    _tile_zero(1);                                                               \
+    if (with_sums) _tile_zero(2);                                                \
+    for (int64_t c = 0; c < chunks; ++c) {                                       \
+        _tile_loadd(5, b.weights.data() + c * DEPTH, b.depth * 2);               \
+        _tile_loadd(6, values + (c * slices + e) * 512, 64);                     \
+        _tile_loadd(7, values + (c * slices + e + 1) * 512, 64);                 \
+        _tile_dpbf16ps(0, 5, 6);                                                 \
+        _tile_dpbf16ps(1, 5, 7);                                                 \
+        if (with_sums) _tile_dpbf16ps(2, 5, 4);                                  \
+    }                                                                            \
+    _tile_stored(0, b.sums[0], 64);                                              \
+    _tile_stored(1, b.sums[1], 64);                                              \
+    if (with_sums) _tile_stored(2, b.sums[2], 64);
+
+// Head h's attention for the 16 queries from i0 (`valid` of them in the sequence) into b.context.
+void query_block(const uint16_t* qkv, int64_t length, int64_t h, int64_t i0, float scale, Buffers& b) {
+    const int64_t slices = b.head_size / 16, chunks = b.depth / DEPTH, valid = std::min<int64_t>(TILE_ROWS, length - i0);
+    const uint16_t* values = b.values.data() + h * chunks * slices * 512;
+    scores(qkv + i0 * 3 * b.width + h * b.head_size, h, b);
+    weights(valid, scale, b);
+    float inverse[TILE_ROWS];
+    bool lone[TILE_ROWS];
+    for (int64_t e = 0; e < slices; e += 2) {
+        if (e == 0) {
+            _tile_loadd(4, b.ones, 64);
+            WEIGHTED(true)
+            for (int64_t r = 0; r < valid; ++r) {
+                lone[r] = b.sums[2][r][0] < UNDERFLOWED;
+                inverse[r] = 1.0f / b.sums[2][r][0];
+            }
+        } else {
+            WEIGHTED(false)
+        }
+        for (int64_t r = 0; r < valid; ++r) {
+            float* o = b.context.data() + (i0 + r) * b.width + h * b.head_size + e * 16;
+            const __m512 factor = _mm512_set1_ps(inverse[r]);
+            _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_load_ps(b.sums[0][r]), factor));
+            _mm512_storeu_ps(o + 16, _mm512_mul_ps(_mm512_load_ps(b.sums[1][r]), factor));
+        }
+    }
+    for (int64_t r = 0; r < valid; ++r)
+        if (lone[r]) lone_row(r, length, scale, qkv, h, b.context.data() + (i0 + r) * b.width + h * b.head_size, b);
+}
+#undef WEIGHTED
+
+// One sequence from its bf16 projections `qkv`: its attention, each row times `next_scale` (if any) quantised into
+// `codes` (rows width apart), `out_scale` and `out_offset`.
+void one_sequence(const uint16_t* qkv, const float* mask, const float* next_scale, uint8_t* codes, float* out_scale,
+                  float* out_offset, int64_t length, float scale, int zero_point, Buffers& b) {
+    for (int64_t j = 0; j < b.rows; ++j) b.keymask[j] = j < length ? mask[j] : -INFINITY;
+    operands(qkv, length, b);
+    for (int64_t h = 0; h < b.heads; ++h)
+        for (int64_t i0 = 0; i0 < length; i0 += TILE_ROWS) query_block(qkv, length, h, i0, scale, b);
+    for (int64_t i = 0; i < length; ++i) {
+        float* x = b.context.data() + i * b.width;
+        __m512 low = _mm512_set1_ps(INFINITY), high = _mm512_set1_ps(-INFINITY);
+        for (int64_t c = 0; c < b.width; c += 16) {
+            __m512 v = _mm512_loadu_ps(x + c);
+            if (next_scale) _mm512_storeu_ps(x + c, v = _mm512_mul_ps(v, _mm512_loadu_ps(next_scale + c)));
+            low = _mm512_min_ps(low, v);
+            high = _mm512_max_ps(high, v);
+        }
+        codes_row(x, b.width, _mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), zero_point, codes + i * b.width,
+                  out_scale + i, out_offset + i);
+    }
+}
+
+}  // namespace
+
+// 1: this build has the kernel (the stub's is 0).
+extern "C" int stance_amx_attention_built() { return 1; }
+
+// The query-key-value layer and self-attention of `batch` sequences of rows / batch tokens, from the layer's input
+// codes to the attention-output layer's. The arguments up to `bias`, and rows, k and n, are stance_amx_linear's for
+// the query-key-value layer (n = 3 x heads x head_size, its output the queries, keys and values side by side);
+// mask is the additive key mask [batch, length] (0 where attended); the result, times next_scale (the
+// attention-output layer's smoothing, or null), goes out quantised per row as model/quant.py's Int8Linear
+// quantises: codes [rows, n / 3] plus zero_point, and each row's scale and offset. head_size must be a multiple of
+// 32; AMX's tiles must be granted first (stance_amx_init).
+extern "C" void stance_amx_qkv_attention(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
+                                         const float* column_scale, const float* row_scale, const float* row_offset,
+                                         const float* weight_sum, const float* bias, const float* mask,
+                                         const float* next_scale, uint8_t* out_codes, float* out_scale,
+                                         float* out_offset, int64_t rows, int64_t k, int64_t n, int64_t batch,
+                                         int64_t heads, float scale, int zero_point, int threads) {
+    const int64_t length = rows / batch, width = n / 3;
+    // Groups of whole sequences, of about GROUP_ROWS rows, as many per thread, their sizes within one of each other.
+    const int64_t groups = std::min(batch, round_up(std::max<int64_t>(1, batch * length / GROUP_ROWS), threads));
+    const int64_t per_group = (batch + groups - 1) / groups;
+#pragma omp parallel num_threads(threads)
+    {
+        _tile_loadconfig(&TILES);
+        const std::vector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
+        Buffers b(length, heads, width / heads, per_group);
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t first = g * batch / groups, last = (g + 1) * batch / groups;
+            projections(codes, packed, shift.data(), column_scale, row_scale, row_offset, weight_sum, bias,
+                        first * length, (last - first) * length, k, n, b);
+            for (int64_t s = first; s < last; ++s)
+                one_sequence(b.qkv.data() + (s - first) * length * n, mask + s * length, next_scale,
+                             out_codes + s * length * width, out_scale + s * length, out_offset + s * length, length,
+                             scale, zero_point, b);
+        }
+        _tile_release();
+    }
+}
+#else
+extern "C" int stance_amx_attention_built() { return 0; }
+extern "C" void stance_amx_qkv_attention(const uint8_t*, const int8_t*, const int32_t*, const float*, const float*,
+                                         const float*, const float*, const float*, const float*, const float*,
+                                         uint8_t*, float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                         float, int, int) {}
+#endif
