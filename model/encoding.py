@@ -148,16 +148,11 @@ def collate(items: Sequence[Encoded], pad_id: int, with_other: bool = False, mul
     """
     width = -(-max(len(e.input_ids) for e in items) // multiple) * multiple
     n = len(items)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    token_type_ids = torch.zeros((n, width), dtype=torch.long)
-    attention_mask = torch.zeros((n, width), dtype=torch.long)
-    focus_mask = torch.zeros((n, width), dtype=torch.float)
-    for row, e in enumerate(items):
-        k = len(e.input_ids)
-        input_ids[row, :k] = torch.tensor(e.input_ids)
-        token_type_ids[row, :k] = torch.tensor(e.token_type_ids)
-        attention_mask[row, :k] = 1
-        focus_mask[row, e.focus] = 1.0
+    # Padded as lists and made into tensors at once: a tensor per item and row took 2-3% of a compiled scoring pass.
+    input_ids = torch.tensor([[*e.input_ids, *[pad_id] * (width - len(e.input_ids))] for e in items], dtype=torch.long)
+    token_type_ids = torch.tensor([[*e.token_type_ids, *[0] * (width - len(e.input_ids))] for e in items], dtype=torch.long)
+    attention_mask = (torch.arange(width)[None, :] < torch.tensor([len(e.input_ids) for e in items])[:, None]).long()
+    focus_mask = _marks(items, "focus", n, width)
     batch = {
         "input_ids": input_ids,
         "token_type_ids": token_type_ids,
@@ -165,11 +160,17 @@ def collate(items: Sequence[Encoded], pad_id: int, with_other: bool = False, mul
         "focus_mask": focus_mask,
     }
     if with_other:
-        other_mask = torch.zeros((n, width), dtype=torch.float)
-        for row, e in enumerate(items):
-            other_mask[row, list(e.other)] = 1.0
-        batch["other_mask"] = other_mask
+        batch["other_mask"] = _marks(items, "other", n, width)
     return batch
+
+
+def _marks(items: Sequence[Encoded], field: str, n: int, width: int) -> torch.Tensor:
+    """[n, width] floats, 1 at each item's token positions in `field` ("focus" or "other"), set in one step."""
+    rows = [row for row, e in enumerate(items) for _ in getattr(e, field)]
+    columns = [i for e in items for i in getattr(e, field)]
+    marks = torch.zeros((n, width), dtype=torch.float)
+    marks[rows, columns] = 1.0
+    return marks
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:

@@ -87,19 +87,22 @@ static void store_block(int32_t* sums, int64_t ld) {
 }
 
 
-// The row x of n floats (readable to a whole vector past n) quantised as model/quant.py's Int8Linear quantises its
-// input, over the row's range [lo, hi]: codes plus zero_point, and the row's scale and offset.
-static void codes_row(const float* x, int64_t n, float lo, float hi, int zero_point, uint8_t* codes, float* scale,
-                      float* offset) {
-    const float middle = (hi + lo) / 2, half = std::fmax((hi - lo) / 2, 1.1754943508222875e-38f);
-    const __m512 inverse = _mm512_set1_ps(INT8_MAX_F / half);
-    for (int64_t c = 0; c < n; c += 16) {
-        const __m512 centred = _mm512_sub_ps(_mm512_loadu_ps(x + c), _mm512_set1_ps(middle));
-        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(centred, inverse));
-        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-INT8_MAX_I)), _mm512_set1_epi32(INT8_MAX_I));
-        q = _mm512_add_epi32(q, _mm512_set1_epi32(zero_point));
-        _mm_mask_storeu_epi8(codes + c, lanes(n - c), _mm512_cvtepi32_epi8(q));
+// A row's quantising as model/quant.py's Int8Linear quantises its input, over the row's range [lo, hi]: its
+// scale and offset, and its codes plus a zero point 16 values at a time.
+struct RowCodes {
+    float scale, offset;
+    __m512 centre, inverse;
+    RowCodes(float lo, float hi) {
+        const float half = std::fmax((hi - lo) / 2, 1.1754943508222875e-38f);
+        offset = (hi + lo) / 2;
+        scale = half / INT8_MAX_F;
+        centre = _mm512_set1_ps(offset);
+        inverse = _mm512_set1_ps(INT8_MAX_F / half);
     }
-    *scale = half / INT8_MAX_F;
-    *offset = middle;
-}
+    // The codes of x's first lanes (`mask`) into `to`.
+    void store(__m512 x, int zero_point, uint8_t* to, __mmask16 mask) const {
+        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(x, centre), inverse));
+        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-INT8_MAX_I)), _mm512_set1_epi32(INT8_MAX_I));
+        _mm_mask_storeu_epi8(to, mask, _mm512_cvtepi32_epi8(_mm512_add_epi32(q, _mm512_set1_epi32(zero_point))));
+    }
+};

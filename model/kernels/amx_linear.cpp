@@ -148,60 +148,97 @@ extern "C" void stance_amx_gelu_codes(const uint8_t* codes, const int8_t* packed
                              });
 }
 
-// One row of floats, padded to whole vectors.
-struct RowScratch {
-    std::vector<float> y;
-    explicit RowScratch(int64_t n) : y(round_up(n, 16)) {}
+// The vectors of one row: with V > 0 (a width of 16 V), V vectors that the compiler keeps in registers once the
+// loops over them are unrolled; with V = 0, any width, in memory.
+template <int V>
+struct RowVectors {
+    __m512 v[V];
+    explicit RowVectors(int64_t) {}
+    __m512& operator[](int64_t c) { return v[c]; }
 };
+template <>
+struct RowVectors<0> {
+    struct Vector {
+        __m512 x;
+    };
+    std::vector<Vector> v;
+    explicit RowVectors(int64_t n) : v((n + 15) / 16) {}
+    __m512& operator[](int64_t c) { return v[c].x; }
+};
+
+// A sum of four partial sums, for a shorter dependency chain than one.
+static float sum4(const __m512 parts[4]) {
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(parts[0], parts[1]), _mm512_add_ps(parts[2], parts[3])));
+}
 
 // BERT's attention-output and feed-forward-output step from AMX's sums, for a layer whose LayerNorm feeds another
 // int8 layer: each row of the layer's output (dequantised as by stance_amx_linear) plus the residual goes through
 // the LayerNorm (gamma, beta, eps) into `hidden`, and the result, times `next_scale` (the next layer's smoothing;
 // null for none), is quantised for the next layer as model/quant.py's Int8Linear does: codes plus zero_point, with
-// the row's scale and offset. Neither the layer's output nor the normed rows are read back from memory.
+// the row's scale and offset. Neither the layer's output nor the normed rows are read back from memory. V is n / 16
+// where the rows are kept in registers (0.82x the time at 384 x 384 columns, 0.93x at 1,536 x 384: benchmarks/PROFILE.md,
+// session 19), else 0.
+template <int V>
+static void linear_norm(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
+                        const float* column_scale, const float* row_scale, const float* row_offset,
+                        const float* weight_sum, const float* bias, const float* residual, const float* gamma,
+                        const float* beta, const float* next_scale, float* hidden, uint8_t* out_codes,
+                        float* out_scale, float* out_offset, int64_t rows, int64_t k, int64_t n, float eps,
+                        int zero_point, int threads) {
+    const int64_t width = V ? 16 * V : n, vectors = (width + 15) / 16;
+    stripe_rows<RowVectors<V>>(codes, packed, column_sums, rows, k, width, zero_point, threads,
+                               [&](const int32_t* sums, int64_t i, RowVectors<V>& y) {
+        const __m512 scale = _mm512_set1_ps(row_scale[i]), offset = _mm512_set1_ps(row_offset[i]);
+        __m512 total[4] = {};
+#pragma GCC unroll 24
+        for (int64_t c = 0; c < vectors; ++c) {
+            const __mmask16 mask = lanes(width - 16 * c);
+            const __m512 sum = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, sums + 16 * c));
+            __m512 v = _mm512_mul_ps(_mm512_mul_ps(sum, _mm512_maskz_loadu_ps(mask, column_scale + 16 * c)), scale);
+            v = _mm512_add_ps(v, _mm512_mul_ps(offset, _mm512_maskz_loadu_ps(mask, weight_sum + 16 * c)));
+            if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias + 16 * c));
+            y[c] = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, residual + i * width + 16 * c));
+            total[c % 4] = _mm512_add_ps(total[c % 4], y[c]);  // masked-off lanes are 0
+        }
+        const __m512 mean = _mm512_set1_ps(sum4(total) / width);
+        __m512 squares[4] = {};
+#pragma GCC unroll 24
+        for (int64_t c = 0; c < vectors; ++c) {
+            const __m512 d = _mm512_maskz_sub_ps(lanes(width - 16 * c), y[c], mean);
+            squares[c % 4] = _mm512_fmadd_ps(d, d, squares[c % 4]);
+        }
+        const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(sum4(squares) / width + eps));
+        __m512 low = _mm512_set1_ps(INFINITY), high = _mm512_set1_ps(-INFINITY);
+#pragma GCC unroll 24
+        for (int64_t c = 0; c < vectors; ++c) {
+            const __mmask16 mask = lanes(width - 16 * c);
+            const __m512 normed = _mm512_mul_ps(_mm512_sub_ps(y[c], mean), rstd);
+            const __m512 h = _mm512_add_ps(_mm512_mul_ps(normed, _mm512_maskz_loadu_ps(mask, gamma + 16 * c)),
+                                           _mm512_maskz_loadu_ps(mask, beta + 16 * c));
+            _mm512_mask_storeu_ps(hidden + i * width + 16 * c, mask, h);
+            y[c] = next_scale ? _mm512_mul_ps(h, _mm512_maskz_loadu_ps(mask, next_scale + 16 * c)) : h;
+            low = _mm512_mask_min_ps(low, mask, low, y[c]);
+            high = _mm512_mask_max_ps(high, mask, high, y[c]);
+        }
+        const RowCodes row_codes(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high));
+#pragma GCC unroll 24
+        for (int64_t c = 0; c < vectors; ++c)
+            row_codes.store(y[c], zero_point, out_codes + i * width + 16 * c, lanes(width - 16 * c));
+        out_scale[i] = row_codes.scale;
+        out_offset[i] = row_codes.offset;
+    });
+}
+
+// linear_norm's arguments; rows of 384 columns (MiniLM's width) are kept in registers.
 extern "C" void stance_amx_linear_norm(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
                                        const float* column_scale, const float* row_scale, const float* row_offset,
                                        const float* weight_sum, const float* bias, const float* residual,
                                        const float* gamma, const float* beta, const float* next_scale, float* hidden,
                                        uint8_t* out_codes, float* out_scale, float* out_offset, int64_t rows, int64_t k,
                                        int64_t n, float eps, int zero_point, int threads) {
-    stripe_rows<RowScratch>(codes, packed, column_sums, rows, k, n, zero_point, threads,
-                            [&](const int32_t* sums, int64_t i, RowScratch& s) {
-        float* y = s.y.data();
-        const __m512 scale = _mm512_set1_ps(row_scale[i]), offset = _mm512_set1_ps(row_offset[i]);
-        __m512 total = _mm512_setzero_ps();
-        for (int64_t c = 0; c < n; c += 16) {
-            const __mmask16 mask = lanes(n - c);
-            const __m512 sum = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, sums + c));
-            __m512 v = _mm512_mul_ps(_mm512_mul_ps(sum, _mm512_maskz_loadu_ps(mask, column_scale + c)), scale);
-            v = _mm512_add_ps(v, _mm512_mul_ps(offset, _mm512_maskz_loadu_ps(mask, weight_sum + c)));
-            if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias + c));
-            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, residual + i * n + c));
-            _mm512_storeu_ps(y + c, v);
-            total = _mm512_add_ps(total, v);  // masked-off lanes are 0
-        }
-        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(total) / n);
-        __m512 squares = _mm512_setzero_ps();
-        for (int64_t c = 0; c < n; c += 16) {
-            const __m512 d = _mm512_maskz_sub_ps(lanes(n - c), _mm512_loadu_ps(y + c), mean);
-            squares = _mm512_fmadd_ps(d, d, squares);
-        }
-        const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(squares) / n + eps));
-        __m512 low = _mm512_set1_ps(INFINITY), high = _mm512_set1_ps(-INFINITY);
-        for (int64_t c = 0; c < n; c += 16) {
-            const __mmask16 mask = lanes(n - c);
-            const __m512 normed = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(y + c), mean), rstd);
-            const __m512 h = _mm512_add_ps(_mm512_mul_ps(normed, _mm512_maskz_loadu_ps(mask, gamma + c)),
-                                           _mm512_maskz_loadu_ps(mask, beta + c));
-            _mm512_mask_storeu_ps(hidden + i * n + c, mask, h);
-            const __m512 x = next_scale ? _mm512_mul_ps(h, _mm512_maskz_loadu_ps(mask, next_scale + c)) : h;
-            _mm512_storeu_ps(y + c, x);
-            low = _mm512_mask_min_ps(low, mask, low, x);
-            high = _mm512_mask_max_ps(high, mask, high, x);
-        }
-        codes_row(y, n, _mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), zero_point, out_codes + i * n,
-                  out_scale + i, out_offset + i);
-    });
+    auto run = n == 16 * 24 ? linear_norm<24> : linear_norm<0>;
+    run(codes, packed, column_sums, column_scale, row_scale, row_offset, weight_sum, bias, residual, gamma, beta,
+        next_scale, hidden, out_codes, out_scale, out_offset, rows, k, n, eps, zero_point, threads);
 }
 #else
 extern "C" int stance_amx_init() { return -1; }

@@ -135,3 +135,18 @@ def test_padding_to_a_multiple_leaves_scores_unchanged(tiny_predictor):
         assert torch.allclose(tiny_predictor.stance_probabilities(pairs), padded, atol=1e-5)
     finally:
         tiny_predictor.pad_multiple = PAD_MULTIPLE
+
+
+def test_collate_lays_out_every_field():
+    from model.encoding import Encoded
+
+    items = [Encoded([101, 7, 102, 8, 102], [0, 0, 0, 1, 1], [1], (3,)), Encoded([101, 9, 102], [0] * 3, [], ())]
+    batch = collate(items, 0, with_other=True)
+    assert batch["input_ids"].tolist() == [[101, 7, 102, 8, 102], [101, 9, 102, 0, 0]]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert batch["focus_mask"].tolist() == [[0, 1, 0, 0, 0], [0] * 5]
+    assert batch["other_mask"].tolist() == [[0, 0, 0, 1, 0], [0] * 5]
+    assert {k: v.dtype for k, v in batch.items()} == dict.fromkeys(
+        ("input_ids", "token_type_ids", "attention_mask"), torch.long
+    ) | dict.fromkeys(("focus_mask", "other_mask"), torch.float)
