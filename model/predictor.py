@@ -19,7 +19,7 @@ from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_
 from model.errors import InvalidInputError, ModelLoadError, StanceError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.network import StanceNetwork, relation_head
-from model.quant import fuse_attention, fuse_gelu, fuse_norms, int8_kernel, quantize_encoder
+from model.quant import fuse_attention, fuse_gelu, fuse_norms, int8_kernel, quantize_encoder, resolve_int8_kernel
 from model.results import (
     DocumentResult,
     MentionOut,
@@ -67,6 +67,7 @@ PRECISION_HELP = (
     "bf16; int8: int8 linear layers"
 )
 COMPILE_HELP = "auto: compile the encoder where a C++ compiler is found; on; off"
+INT8_KERNEL_HELP = "the int8 path's GEMM; auto: the CPU's fastest (amx, onednn, int_mm or fbgemm), or one of those"
 
 
 def resolve_precision(precision: str, compiled: bool = False) -> str:
@@ -239,6 +240,8 @@ class StancePredictor:
         self.encoder = PairEncoder(tokenizer, config.input_format, config.max_length)
         self.finder = ActorFinder()
         self.precision = "fp32"
+        # The int8 path's GEMM (model.quant.INT8_KERNELS); None on the other precisions.
+        self.int8_kernel: str | None = None
         self.device = torch.device("cpu")
         self.pad_multiple = PAD_MULTIPLE
         # The default scoring batch: at most batch_size pairs and, where set, batch_tokens tokens.
@@ -319,10 +322,12 @@ class StancePredictor:
         io.verify_hashes(folder, config.files)
         return config
 
-    def quantize(self) -> None:
+    def quantize(self, kernel: str = "auto") -> None:
         """Switch every linear layer of the encoder to int8 (`model.quant`: weights per output channel, activations
-        per token, smoothed). Inference only; agreement with fp32 is in benchmarks/results/inference.json."""
-        quantize_encoder(self.network.encoder)
+        per token, smoothed) on the GEMM `kernel` (model.quant.INT8_KERNEL_CHOICES). Inference only; agreement with
+        fp32 is in benchmarks/results/inference.json."""
+        self.int8_kernel = resolve_int8_kernel(kernel)
+        quantize_encoder(self.network.encoder, kernel=self.int8_kernel)
         self.precision = "int8"
 
     def compile(self, attention: str | None = None) -> None:
@@ -389,11 +394,13 @@ class StancePredictor:
         return {k: v.to(self.device) for k, v in batch.items()}
 
     @classmethod
-    def load(cls, path: str | Path, precision: str = "fp32", compile: str = "off") -> StancePredictor:
+    def load(cls, path: str | Path, precision: str = "fp32", compile: str = "off", int8_kernel: str = "auto") -> StancePredictor:
         """Load a model folder, checking every recorded file hash first. `precision` is one of PRECISIONS, `compile`
-        one of COMPILE_MODES; compiling happens here, before the predictor is returned."""
+        one of COMPILE_MODES, `int8_kernel` (for the int8 precision) one of model.quant.INT8_KERNEL_CHOICES;
+        compiling happens here, before the predictor is returned."""
         compiled = resolve_compile(compile)
         precision = resolve_precision(precision, compiled)
+        resolve_int8_kernel(int8_kernel, used=precision == "int8")  # before the model is read
         folder = Path(path)
         config = cls.verify(folder)
         try:
@@ -410,7 +417,7 @@ class StancePredictor:
         except RuntimeError as exc:
             raise ModelLoadError(f"weights in {folder} do not fit its config: {exc}") from exc
         if precision == "int8":
-            predictor.quantize()
+            predictor.quantize(int8_kernel)
         predictor.precision = precision
         if compiled:
             predictor.compile()

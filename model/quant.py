@@ -60,9 +60,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import fused_attention
+from model.errors import InvalidInputError
 
 INT8_MAX = 127
 INT8_KERNELS = ("amx", "onednn", "int_mm", "fbgemm")
+INT8_KERNEL_CHOICES = ("auto", *INT8_KERNELS)
 # The kernels that take uint8 codes, and the uint8 code of int8 code 0 for them.
 UINT8_KERNELS = ("amx", "onednn")
 UINT8_ZERO = 128
@@ -92,6 +94,29 @@ def int8_kernel() -> str:
     if torch.cpu.get_capabilities().get("amx_int8", False):
         return "amx" if fused_attention.amx_available() else "onednn"
     return "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
+
+
+def resolve_int8_kernel(kernel: str = "auto", used: bool = True) -> str:
+    """The int8 GEMM for `kernel`, one of INT8_KERNEL_CHOICES: "auto" is `int8_kernel()`; a kernel named outright must
+    run here (raises InvalidInputError otherwise). A way round a kernel that misbehaves on some CPU, and the same
+    kernel, so the same int8 results, on machines that would each pick another. Where the int8 path is not `used`,
+    only the name is checked."""
+    if kernel not in INT8_KERNEL_CHOICES:
+        raise InvalidInputError(f"int8_kernel must be one of {INT8_KERNEL_CHOICES}, not {kernel!r}")
+    if not used:
+        return kernel
+    if kernel == "auto":
+        return int8_kernel()
+    if kernel == "amx" and not fused_attention.amx_available():
+        needs = "AMX's int8 tiles and a C++ compiler"
+    elif kernel == "onednn" and not torch.cpu._is_vnni_supported():
+        # oneDNN's int8 kernels without VNNI sum byte products in 16 bits, which can saturate.
+        needs = "int8 dot products (AVX512-VNNI, AVX-VNNI or AMX)"
+    elif kernel == "fbgemm" and "fbgemm" not in torch.backends.quantized.supported_engines:
+        needs = "fbgemm, torch's x86 quantised engine"
+    else:
+        return kernel
+    raise InvalidInputError(f"int8_kernel {kernel!r} needs {needs}, which this machine lacks")
 
 
 # A custom op, so that the compiled graph calls oneDNN's Linear as one opaque kernel: inductor's own lowering of

@@ -169,7 +169,8 @@ def load_predictor(folder: Path, settings: Settings) -> StancePredictor:
 
         torch.set_num_threads(settings.threads)
     compiled = resolve_compile(settings.compile)
-    predictor = StancePredictor.load(folder, precision=resolve_precision(settings.precision, compiled))
+    precision = resolve_precision(settings.precision, compiled)
+    predictor = StancePredictor.load(folder, precision=precision, int8_kernel=settings.int8_kernel)
     predictor.finder.nlp  # noqa: B018 - load spaCy now rather than on the first request
     if compiled:
         predictor.compile_status = "compiling"  # already, so that /info never says "off" while the thread starts
@@ -381,6 +382,7 @@ def create_app(settings: Settings | None = None, predictor: StancePredictor | No
             "max_length": config.max_length,
             "runtime": {
                 "precision": current.precision,
+                "int8_kernel": current.int8_kernel,
                 "compile": current.compile_status,
                 "attention": current.attention,
                 "cpu": cpu_features(),

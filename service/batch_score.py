@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 from model.actors import ActorSpec
 from model.errors import InvalidInputError, StanceError
 from model.predictor import DEFAULT_PRECISION, DocumentInput, StancePredictor, resolve_compile, resolve_precision
+from model.quant import resolve_int8_kernel
 from model.results import DocumentResult
 
 GRANULARITIES = ("pair", "sentence", "document")
@@ -63,6 +64,7 @@ class ScoreOptions:
     max_text_chars: int = 100_000
     precision: str = DEFAULT_PRECISION
     compile: str = "off"
+    int8_kernel: str = "auto"
     relations: bool = False
     force: bool = False
     engine: str = "local"
@@ -82,6 +84,7 @@ class ScoreOptions:
             "max_text_chars": self.max_text_chars,
             "precision": self.precision,
             "compile": self.compile,
+            "int8_kernel": self.int8_kernel,
             "relations": self.relations,
             "engine": self.engine,
         }
@@ -347,7 +350,7 @@ def load_predictor(model_dir: str, threads: int, options: ScoreOptions) -> Stanc
     import torch
 
     torch.set_num_threads(threads)
-    return StancePredictor.load(model_dir, precision=options.precision, compile=options.compile)
+    return StancePredictor.load(model_dir, precision=options.precision, compile=options.compile, int8_kernel=options.int8_kernel)
 
 
 def _init_worker(model_dir: str, threads: int, options: ScoreOptions) -> None:
@@ -485,7 +488,8 @@ def run(options: ScoreOptions, model_dir: Path, log=sys.stderr) -> dict[str, Any
     if options.workers < 1 or options.chunk_size < 1:
         raise InvalidInputError("--workers and --batch-size must be at least 1")
     # Here rather than in the workers, where a load error would only make the pool restart them.
-    resolve_precision(options.precision, resolve_compile(options.compile))
+    precision = resolve_precision(options.precision, resolve_compile(options.compile))
+    resolve_int8_kernel(options.int8_kernel, used=precision == "int8")
     run_actors: tuple[ActorSpec, ...] = ()
     if options.actors_file:
         run_actors = tuple(

@@ -12,9 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.errors import DataFormatError, InvalidInputError, ModelLoadError, StanceError
-from model.predictor import COMPILE_HELP, COMPILE_MODES, DEFAULT_COMPILE, DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
+from model.predictor import (
+    COMPILE_HELP,
+    COMPILE_MODES,
+    DEFAULT_COMPILE,
+    DEFAULT_PRECISION,
+    INT8_KERNEL_HELP,
+    PRECISION_HELP,
+    PRECISIONS,
+)
+from model.quant import INT8_KERNEL_CHOICES
 
 PRECISION_ARG_HELP = f"{PRECISION_HELP} (default: {DEFAULT_PRECISION})"
+INT8_KERNEL_ARG_HELP = f"{INT8_KERNEL_HELP} (default: STANCE_INT8_KERNEL or auto)"
 
 # Exit codes: 0 ok, 1 unexpected error, 2 bad input or data, 3 model could not be loaded.
 EXIT_INVALID = 2
@@ -49,10 +59,10 @@ def _read_text(args: argparse.Namespace) -> str:
     return args.text
 
 
-def _load_predictor(path: str | None, precision: str = "fp32"):
+def _load_predictor(path: str | None, precision: str = "fp32", int8_kernel: str = "auto"):
     from model import StancePredictor, default_model_path
 
-    return StancePredictor.load(path or default_model_path(), precision=precision)
+    return StancePredictor.load(path or default_model_path(), precision=precision, int8_kernel=int8_kernel)
 
 
 def format_document(result: dict) -> str:
@@ -90,7 +100,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     actors = [ActorSpec.parse(a) for a in args.actor or []]
     if args.no_detect and not actors:
         raise InvalidInputError("--no-detect needs at least one --actor")
-    predictor = _load_predictor(args.model, args.precision)
+    predictor = _load_predictor(args.model, args.precision, args.int8_kernel)
     result = predictor.predict(text, actors, detect_actors=not args.no_detect, relations=args.relations).to_dict()
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_document(result))
     return 0
@@ -135,7 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.settings import Settings
 
     overrides: dict[str, str] = {"model_dir": args.model} if args.model else {}
-    for name in ("precision", "compile"):
+    for name in ("precision", "compile", "int8_kernel"):
         if getattr(args, name):
             overrides[name] = getattr(args, name)
     settings = Settings(**overrides)
@@ -241,6 +251,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         actors_file=args.actors_file,
         precision=args.precision,
         compile=args.compile,
+        int8_kernel=args.int8_kernel,
         relations=args.relations,
         force=args.force,
         engine=args.engine,
@@ -268,6 +279,7 @@ def cmd_feedback_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stance", description="Stance toward named actors, and sentiment, in news text.")
+    int8_kernel = os.environ.get("STANCE_INT8_KERNEL", "auto")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="start the HTTP service")
@@ -276,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model folder (default: STANCE_MODEL_DIR or the shipped model)")
     p.add_argument("--precision", choices=PRECISIONS, help=f"default: STANCE_PRECISION or {DEFAULT_PRECISION}")
     p.add_argument("--compile", choices=COMPILE_MODES, help=f"{COMPILE_HELP} (default: STANCE_COMPILE or {DEFAULT_COMPILE})")
+    p.add_argument("--int8-kernel", choices=INT8_KERNEL_CHOICES, help=INT8_KERNEL_ARG_HELP)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("classify", help="classify one document and print per-sentence stance and sentiment")
@@ -287,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON that POST /classify returns")
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_ARG_HELP)
+    p.add_argument("--int8-kernel", choices=INT8_KERNEL_CHOICES, default=int8_kernel, help=INT8_KERNEL_ARG_HELP)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("evaluate", help="score a model on labelled data")
@@ -386,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("STANCE_COMPILE", DEFAULT_COMPILE),
         help=f"{COMPILE_HELP}; each worker compiles once (default: STANCE_COMPILE or {DEFAULT_COMPILE})",
     )
+    p.add_argument("--int8-kernel", choices=INT8_KERNEL_CHOICES, default=int8_kernel, help=INT8_KERNEL_ARG_HELP)
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.set_defaults(func=cmd_score)
 

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model import default_model_path
-from model.predictor import COMPILE_HELP, DEFAULT_COMPILE, DEFAULT_PRECISION, PRECISION_HELP
+from model.predictor import COMPILE_HELP, DEFAULT_COMPILE, DEFAULT_PRECISION, INT8_KERNEL_HELP, PRECISION_HELP
 
 
 class Settings(BaseSettings):
@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     compile: Literal["auto", "on", "off"] = Field(
         DEFAULT_COMPILE, description=f"{COMPILE_HELP}; compiles in the background while the service already answers"
     )
+    int8_kernel: Literal["auto", "amx", "onednn", "int_mm", "fbgemm"] = Field("auto", description=INT8_KERNEL_HELP)
     request_timeout_s: float = Field(60.0, gt=0, description="compute budget per request; over it the answer is 503")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty: CORS off")
     feedback_db: Path = Field(Path("stance-feedback.sqlite3"), description="SQLite file for POST /feedback")

@@ -29,6 +29,7 @@ from model.quant import (
     gelu_range,
     int8_kernel,
     quantize_encoder,
+    resolve_int8_kernel,
     smoothing,
     stacked,
 )
@@ -323,3 +324,33 @@ def test_the_compiled_default_matches_eager_and_compiles_once(tiny_model_dir):
     fused = sum(isinstance(m, Int8Linear) and m.emit_gelu_codes for m in compiled.network.modules())
     assert fused == (0 if int8_kernel() == "fbgemm" else compiled.network.encoder.config.num_hidden_layers)
     assert warm_up_graphs == (linear_layers + 1 if int8_kernel() == "fbgemm" else 1)
+
+
+def test_an_int8_kernel_can_be_chosen_where_it_runs(monkeypatch):
+    assert resolve_int8_kernel("auto") == resolve_int8_kernel() == int8_kernel()
+    assert [resolve_int8_kernel(k) for k in KERNELS] == KERNELS
+    with pytest.raises(InvalidInputError) as raised:
+        resolve_int8_kernel("mkl")
+    assert str(raised.value) == "int8_kernel must be one of ('auto', 'amx', 'onednn', 'int_mm', 'fbgemm'), not 'mkl'"
+    monkeypatch.setattr(fused_attention, "amx_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False)
+    expected = {
+        "amx": "int8_kernel 'amx' needs AMX's int8 tiles and a C++ compiler, which this machine lacks",
+        "onednn": "int8_kernel 'onednn' needs int8 dot products (AVX512-VNNI, AVX-VNNI or AMX), which this machine lacks",
+    }
+    for kernel, message in expected.items():
+        with pytest.raises(InvalidInputError) as raised:
+            resolve_int8_kernel(kernel)
+        assert str(raised.value) == message
+        assert resolve_int8_kernel(kernel, used=False) == kernel  # only the name, where int8 is not the path
+
+
+def test_the_predictor_loads_on_the_int8_kernel_it_is_given(tiny_model_dir):
+    for kernel in ("int_mm", "auto"):
+        predictor = StancePredictor.load(tiny_model_dir, precision="int8", int8_kernel=kernel)
+        expected = int8_kernel() if kernel == "auto" else kernel
+        assert predictor.int8_kernel == expected
+        assert {m.kernel for m in predictor.network.modules() if isinstance(m, Int8Linear)} == {expected}
+    assert StancePredictor.load(tiny_model_dir, precision="fp32", int8_kernel="int_mm").int8_kernel is None
+    with pytest.raises(InvalidInputError, match=r"^int8_kernel must be one of"):
+        StancePredictor.load(tiny_model_dir, precision="fp32", int8_kernel="mkl")

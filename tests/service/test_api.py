@@ -95,7 +95,8 @@ def test_info_metrics_and_request_ids(client):
     assert info["labels"] == {"stance": ["support", "oppose", "neutral"], "sentiment": ["positive", "negative", "neutral"]}
     assert info["limits"] == {"max_text_chars": 300, "max_batch_documents": 3, "max_actors": 2, "max_body_bytes": 4096}
     assert info["metrics"] == {"note": "random weights"}
-    assert info["runtime"] == {"precision": "fp32", "compile": "off", "attention": "sdpa", "cpu": cpu_features()}
+    runtime = {"precision": "fp32", "int8_kernel": None, "compile": "off", "attention": "sdpa", "cpu": cpu_features()}
+    assert info["runtime"] == runtime
     assert set(info["runtime"]["cpu"]) == {"capability", "vnni", "native_bf16", "bf16_faster", "int8_kernel"}
     text = client.get("/metrics").text
     assert 'stance_requests_total{method="POST",route="/classify",status="200"} 1.0' in text

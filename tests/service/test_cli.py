@@ -102,3 +102,17 @@ def test_evaluate_compares_two_models_and_writes_errors(capsys, tiny_model_dir, 
         assert row["gold"] != row["predicted"] and set(row["scores"]) and row["text"]
     code, out, _ = run(capsys, *args)
     assert code == 0 and "stance delta (second − first): macro-F1 +0.0000" in out
+
+
+def test_classify_takes_an_int8_kernel(capsys, tiny_model_dir, monkeypatch):
+    args = ("classify", "Critics blamed Acme Corp.", "--actor", "Acme Corp", "--json", "--model", str(tiny_model_dir))
+    code, out, _ = run(capsys, *args, "--precision", "int8", "--int8-kernel", "int_mm")
+    assert code == 0 and json.loads(out)["sentences"][0]["actors"][0]["actor"] == "Acme Corp"
+    with pytest.raises(SystemExit):
+        main([*args, "--int8-kernel", "mkl"])
+    assert "invalid choice: 'mkl'" in capsys.readouterr().err
+    # The default comes from STANCE_INT8_KERNEL; a kernel this machine cannot run is a clear error (exit 2).
+    monkeypatch.setattr("model.fused_attention.amx_available", lambda: False)
+    monkeypatch.setenv("STANCE_INT8_KERNEL", "amx")
+    code, _, err = run(capsys, *args, "--precision", "int8")
+    assert (code, err) == (2, "error: int8_kernel 'amx' needs AMX's int8 tiles and a C++ compiler, which this machine lacks\n")

@@ -54,3 +54,11 @@ def test_compile_setting_from_the_environment(monkeypatch):
     monkeypatch.setenv("STANCE_COMPILE", "sometimes")
     with pytest.raises(ValueError, match="Input should be 'auto', 'on' or 'off'"):
         Settings()
+
+
+def test_the_service_takes_its_int8_kernel_from_the_environment(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("STANCE_INT8_KERNEL", "int_mm")
+    settings = Settings(model_dir=tiny_model_dir, precision="int8", compile="off")
+    assert settings.int8_kernel == "int_mm"
+    predictor = load_predictor(tiny_model_dir, settings)
+    assert (predictor.precision, predictor.int8_kernel) == ("int8", "int_mm")

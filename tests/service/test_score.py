@@ -207,3 +207,19 @@ def test_compile_on_without_a_compiler_fails_before_any_worker_starts(tiny_model
     assert main([*args, "--compile", "on"]) == 2
     assert capsys.readouterr().err == "error: compile=on needs a C++ compiler (g++, c++ or clang++, or $CXX); none was found\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_an_int8_kernel_that_cannot_run_here_fails_before_scoring(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    inputs = write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    monkeypatch.setattr("model.fused_attention.amx_available", lambda: False)
+    args = ["score", str(inputs["jsonl"]), "--out", str(out), "--model", str(tiny_model_dir), "--precision", "int8"]
+    assert main([*args, "--int8-kernel", "amx", "--compile", "off"]) == 2
+    message = "error: int8_kernel 'amx' needs AMX's int8 tiles and a C++ compiler, which this machine lacks\n"
+    assert capsys.readouterr().err == message
+    assert not out.exists()
+    # The kernel is one of the settings a rerun must match.
+    assert main([*args, "--int8-kernel", "int_mm", "--compile", "off"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--int8-kernel", "auto", "--compile", "off"]) == 2
+    assert "(int8_kernel differ)" in capsys.readouterr().err
