@@ -24,13 +24,14 @@ static inline vf vabs(vf x) {
     return x;
 }
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
 // GELU(x) = x/2 + |x|/2 E(|x|) with E(a) = erf(a / sqrt 2), and E a cubic on each of SEGMENTS equal pieces of
 // [0, TOP] (Hermite: E and E' at both ends of each piece); from TOP on, E(TOP) = 1 - 4e-8. GELU is within 1.1e-6 of
 // the exact one (ATen's erf formula, below, within 1.5e-7). A lookup in 32-entry tables is one permute per
-// coefficient, so the AVX-512 build's loop over 16 values is 34 instructions where the reciprocal and exp of
+// coefficient, so the AVX-512 build's loop over 16 values was 34 instructions where the reciprocal and exp of
 // ATen's formula made it 51 (objdump), and the kernel took 0.198 s of a 2,000-pair pass where it took 0.342
-// (benchmarks/PROFILE.md, session 17).
+// (benchmarks/PROFILE.md, session 17). The piece's own coordinate from AVX-512's vreduceps, and codes from one
+// multiply-add and a saturating narrowing (store_codes), took the GELU kernel to 0.93x the time (session 19).
 constexpr int SEGMENTS = 32;
 constexpr double TOP = 5.5;
 
@@ -65,20 +66,31 @@ struct SplineRegisters {
 };
 
 static inline vf vgelu(vf x, const SplineRegisters& t) {
-    const vf half_x = x * splat(0.5f);
-    vf f = vabs(x * splat(float(SEGMENTS / TOP)));
+    const __m512 half_x = _mm512_mul_ps((__m512)x, _mm512_set1_ps(0.5f));
     // Below SEGMENTS, so that the piece is at most the last: the permutes read an index's low 5 bits only.
-    f = f < splat(SEGMENTS - 2e-6f) ? f : splat(SEGMENTS - 2e-6f);
-    const vi piece_v = __builtin_convertvector(f, vi);
-    const __m512i piece = (__m512i)piece_v;
-    const __m512 u = (__m512)(f - __builtin_convertvector(piece_v, vf));
+    const __m512 f = _mm512_min_ps(_mm512_abs_ps(_mm512_mul_ps((__m512)x, _mm512_set1_ps(float(SEGMENTS / TOP)))),
+                                   _mm512_set1_ps(SEGMENTS - 2e-6f));
+    const __m512i piece = _mm512_cvttps_epi32(f);
+    const __m512 u = _mm512_reduce_ps(f, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);  // f - floor(f)
     __m512 e = _mm512_permutex2var_ps(t.low[3], piece, t.high[3]);
     for (int k = 2; k >= 0; --k) e = _mm512_fmadd_ps(e, u, _mm512_permutex2var_ps(t.low[k], piece, t.high[k]));
-    return half_x + vabs(half_x) * (vf)e;
+    return (vf)_mm512_fmadd_ps(_mm512_abs_ps(half_x), e, half_x);
 }
 
-// Round to the nearest integer, ties to even as torch.round: AVX-512's conversion does so in one step.
-static inline vi round_to_int(vf q) { return (vi)_mm512_cvtps_epi32((__m512)q); }
+// The codes of the row's whole vectors of GELU values into `codes`: round((g - middle) x inverse) plus zero_point, in
+// [zero_point - 127, zero_point + 127], as one multiply-add, a floor and a saturating narrowing (the values lie in
+// the range the scale was made from, so only the floor can bind); returns how many were written.
+static inline int64_t store_codes(const vf* gelu, int64_t n, float middle, float inverse, int zero_point,
+                                  uint8_t* codes) {
+    const __m512 scale = _mm512_set1_ps(inverse), shift = _mm512_set1_ps(zero_point - middle * inverse);
+    const __m512i low = _mm512_set1_epi32(zero_point - INT8_MAX_I);
+    int64_t c = 0;
+    for (; c + W <= n; c += W) {
+        const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_fmadd_ps((__m512)gelu[c / W], scale, shift)), low);
+        _mm_storeu_si128((__m128i*)(codes + c), zero_point ? _mm512_cvtusepi32_epi8(q) : _mm512_cvtsepi32_epi8(q));
+    }
+    return c;
+}
 #else
 struct SplineRegisters {};
 
@@ -102,6 +114,20 @@ static inline vf vgelu(vf x, const SplineRegisters&) {
     const vf erf_abs = splat(1.0f) - p * t * vexp(-(a * a));
     const vf half_x = x * splat(0.5f);
     return half_x + vabs(half_x) * erf_abs;
+}
+
+// The codes of the row's whole vectors of GELU values into `codes`; returns how many were written.
+static inline int64_t store_codes(const vf* gelu, int64_t n, float middle, float inverse, int zero_point,
+                                  uint8_t* codes) {
+    int64_t c = 0;
+    for (; c + W <= n; c += W) {
+        vi q = round_to_int((gelu[c / W] - splat(middle)) * splat(inverse));
+        q = q < -INT8_MAX_I ? -INT8_MAX_I : q;
+        q = q > INT8_MAX_I ? INT8_MAX_I : q;
+        const vb bytes = __builtin_convertvector(q + zero_point, vb);
+        __builtin_memcpy(codes + c, &bytes, sizeof bytes);
+    }
+    return c;
 }
 #endif
 
@@ -141,13 +167,7 @@ static inline void gelu_codes_row(const void* raw, const float* column_scale, fl
     const float middle = (high + GELU_FLOOR) / 2;
     const float half = std::fmax((high - GELU_FLOOR) / 2, 1.1754943508222875e-38f);
     const float inverse = INT8_MAX_F / half;
-    for (c = 0; c + W <= n; c += W) {
-        vi q = round_to_int((gelu[c / W] - splat(middle)) * splat(inverse));
-        q = q < -INT8_MAX_I ? -INT8_MAX_I : q;
-        q = q > INT8_MAX_I ? INT8_MAX_I : q;
-        const vb bytes = __builtin_convertvector(q + zero_point, vb);
-        __builtin_memcpy(codes + c, &bytes, sizeof bytes);
-    }
+    c = store_codes(gelu, n, middle, inverse, zero_point, codes);
     for (int64_t k = c; k < n; ++k) {
         const float q = std::fmin(std::fmax(std::nearbyint((tail[k - c] - middle) * inverse), -INT8_MAX_F), INT8_MAX_F);
         codes[k] = static_cast<uint8_t>(static_cast<int32_t>(q) + zero_point);
