@@ -20,7 +20,7 @@ constexpr int64_t GROUP_ROWS = 256;  // rows of sequences per GEMM: the group's 
 __m512i bf16_pair(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
 
 // e^x to bf16's precision for the softmax's weights, which go to bf16: a quartic on the reduced argument (relative
-// error 5e-5, under bf16's 4e-3) and 2^n by scalef. x is clamped at -87 so that no result is subnormal, which
+// error 5e-5, under bf16's 4e-3; a cubic was no faster) and 2^n by scalef. x is clamped at -87 so that no result is subnormal, which
 // takes the CPU's slow path; a masked key's weight is then 1.6e-38, not 0.
 __m512 exp_bf16(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
@@ -51,6 +51,7 @@ struct Buffers {
     std::vector<float> scores;      // [16][key columns]
     std::vector<uint16_t> weights;  // [16][key depth] bf16
     std::vector<float> keymask;     // [key columns]
+    std::vector<float> shifted;     // [key columns]: the key mask less the block's largest score
     std::vector<float> context;     // [length][width]: the attention's output, before it is quantised
     alignas(64) float sums[3][TILE_ROWS][16];
     // The right operand that sums each row of weights: column 0 all ones, the rest zero.
@@ -60,7 +61,7 @@ struct Buffers {
           width(heads * head_size),
           // Past the group's last row, tiles read up to a key chunk more (DEPTH rows), which must be finite.
           qkv((round_up(group * length, STRIPE) + DEPTH) * 3 * width), keys(rows * width), values(depth * width),
-          scores(TILE_ROWS * rows), weights(TILE_ROWS * depth), keymask(rows), context(length * width) {
+          scores(TILE_ROWS * rows), weights(TILE_ROWS * depth), keymask(rows), shifted(rows), context(length * width) {
         for (auto& r : ones) r[0] = r[1] = 0x3f80;  // bf16 1.0, for both keys of each pair
     }
 };
@@ -186,27 +187,27 @@ void scores(const uint16_t* queries, int64_t h, Buffers& b) {
 // weights to underflow and is redone by lone_row.
 void weights(int64_t valid, float scale, Buffers& b) {
     const __m512 vscale = _mm512_set1_ps(scale);
-    const float* mask = b.keymask.data();
     __m512 top = _mm512_set1_ps(-INFINITY);
     for (int64_t r = 0; r < valid; ++r)
         for (int64_t j = 0; j < b.rows; j += 16)
             top = _mm512_max_ps(top, _mm512_fmadd_ps(_mm512_loadu_ps(&b.scores[r * b.rows + j]), vscale,
-                                                     _mm512_loadu_ps(mask + j)));
-    const __m512 shift = _mm512_set1_ps(-_mm512_reduce_max_ps(top));
-    for (int64_t r = 0; r < TILE_ROWS; ++r) {
+                                                     _mm512_loadu_ps(&b.keymask[j])));
+    // The key mask less the shift, once for the 16 rows.
+    const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+    for (int64_t j = 0; j < b.rows; j += 16)
+        _mm512_storeu_ps(&b.shifted[j], _mm512_sub_ps(_mm512_loadu_ps(&b.keymask[j]), shift));
+    const bool odd = b.rows % DEPTH;  // the last 32 keys have only 16 columns of scores
+    for (int64_t r = 0; r < valid; ++r) {
         uint16_t* w = b.weights.data() + r * b.depth;
         const float* sr = b.scores.data() + r * b.rows;
-        for (int64_t j = 0; j < b.depth; j += DEPTH) {
-            __m512 x[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-            for (int half = 0; half < 2; ++half) {
-                const int64_t at = j + 16 * half;
-                if (r < valid && at < b.rows)
-                    x[half] = exp_bf16(_mm512_fmadd_ps(_mm512_loadu_ps(sr + at), vscale,
-                                                       _mm512_add_ps(_mm512_loadu_ps(mask + at), shift)));
-            }
-            _mm512_storeu_si512(w + j, bf16_pair(x[0], x[1]));
-        }
+        auto weight = [&](int64_t j) {
+            return exp_bf16(_mm512_fmadd_ps(_mm512_loadu_ps(sr + j), vscale, _mm512_loadu_ps(&b.shifted[j])));
+        };
+        const int64_t whole = b.depth - (odd ? DEPTH : 0);
+        for (int64_t j = 0; j < whole; j += DEPTH) _mm512_storeu_si512(w + j, bf16_pair(weight(j), weight(j + 16)));
+        if (odd) _mm512_storeu_si512(w + whole, bf16_pair(weight(whole), _mm512_setzero_ps()));
     }
+    std::memset(b.weights.data() + valid * b.depth, 0, (TILE_ROWS - valid) * b.depth * 2);
 }
 
 // Below this sum of a row's weights, they lost their precision to the block's shift: e^-69, where the largest
