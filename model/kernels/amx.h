@@ -88,21 +88,19 @@ static void store_block(int32_t* sums, int64_t ld) {
 
 
 // A row's quantising as model/quant.py's Int8Linear quantises its input, over the row's range [lo, hi]: its
-// scale and offset, and its codes plus a zero point 16 values at a time.
+// scale and offset, and its codes plus a zero point 16 values at a time (codes16).
 struct RowCodes {
     float scale, offset;
-    __m512 centre, inverse;
-    RowCodes(float lo, float hi) {
+    __m512 inverse, shift;
+    RowCodes(float lo, float hi, int zero_point) {
         const float half = std::fmax((hi - lo) / 2, 1.1754943508222875e-38f);
         offset = (hi + lo) / 2;
         scale = half / INT8_MAX_F;
-        centre = _mm512_set1_ps(offset);
         inverse = _mm512_set1_ps(INT8_MAX_F / half);
+        shift = _mm512_set1_ps(zero_point - offset * (INT8_MAX_F / half));
     }
     // The codes of x's first lanes (`mask`) into `to`.
     void store(__m512 x, int zero_point, uint8_t* to, __mmask16 mask) const {
-        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(x, centre), inverse));
-        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-INT8_MAX_I)), _mm512_set1_epi32(INT8_MAX_I));
-        _mm_mask_storeu_epi8(to, mask, _mm512_cvtepi32_epi8(_mm512_add_epi32(q, _mm512_set1_epi32(zero_point))));
+        _mm_mask_storeu_epi8(to, mask, codes16(x, inverse, shift, zero_point));
     }
 };

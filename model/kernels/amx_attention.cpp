@@ -297,7 +297,7 @@ void one_sequence(const uint16_t* qkv, const float* mask, const float* next_scal
             low = _mm512_min_ps(low, v);
             high = _mm512_max_ps(high, v);
         }
-        const RowCodes row_codes(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high));
+        const RowCodes row_codes(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), zero_point);
         for (int64_t c = 0; c < b.width; c += 16)
             row_codes.store(_mm512_loadu_ps(x + c), zero_point, codes + i * b.width + c, 0xffff);
         out_scale[i] = row_codes.scale;

@@ -220,7 +220,7 @@ static void linear_norm(const uint8_t* codes, const int8_t* packed, const int32_
             low = _mm512_mask_min_ps(low, mask, low, y[c]);
             high = _mm512_mask_max_ps(high, mask, high, y[c]);
         }
-        const RowCodes row_codes(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high));
+        const RowCodes row_codes(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), zero_point);
 #pragma GCC unroll 24
         for (int64_t c = 0; c < vectors; ++c)
             row_codes.store(y[c], zero_point, out_codes + i * width + 16 * c, lanes(width - 16 * c));

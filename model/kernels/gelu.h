@@ -77,18 +77,13 @@ static inline vf vgelu(vf x, const SplineRegisters& t) {
     return (vf)_mm512_fmadd_ps(_mm512_abs_ps(half_x), e, half_x);
 }
 
-// The codes of the row's whole vectors of GELU values into `codes`: round((g - middle) x inverse) plus zero_point, in
-// [zero_point - 127, zero_point + 127], as one multiply-add, a floor and a saturating narrowing (the values lie in
-// the range the scale was made from, so only the floor can bind); returns how many were written.
+// The codes of the row's whole vectors of GELU values into `codes` (codes16); returns how many were written.
 static inline int64_t store_codes(const vf* gelu, int64_t n, float middle, float inverse, int zero_point,
                                   uint8_t* codes) {
     const __m512 scale = _mm512_set1_ps(inverse), shift = _mm512_set1_ps(zero_point - middle * inverse);
-    const __m512i low = _mm512_set1_epi32(zero_point - INT8_MAX_I);
     int64_t c = 0;
-    for (; c + W <= n; c += W) {
-        const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_fmadd_ps((__m512)gelu[c / W], scale, shift)), low);
-        _mm_storeu_si128((__m128i*)(codes + c), zero_point ? _mm512_cvtusepi32_epi8(q) : _mm512_cvtsepi32_epi8(q));
-    }
+    for (; c + W <= n; c += W)
+        _mm_storeu_si128((__m128i*)(codes + c), codes16((__m512)gelu[c / W], scale, shift, zero_point));
     return c;
 }
 #else

@@ -23,6 +23,18 @@ typedef float vh __attribute__((vector_size(2 * W)));
 constexpr float INT8_MAX_F = 127.0f;
 constexpr int INT8_MAX_I = 127;
 
+#if defined(__AVX512F__)
+// The int8 codes of 16 values plus zero_point, round((x - middle) x inverse) + zero_point, as model/quant.py's
+// Int8Linear quantises, with shift = zero_point - middle x inverse: one multiply-add, then a floor at zero_point -
+// 127 and a saturating narrowing. For values within the range their scale was made from, so that nothing passes
+// zero_point + 127 but by rounding.
+static inline __m128i codes16(__m512 x, __m512 inverse, __m512 shift, int zero_point) {
+    const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_fmadd_ps(x, inverse, shift)),
+                                       _mm512_set1_epi32(zero_point - INT8_MAX_I));
+    return zero_point ? _mm512_cvtusepi32_epi8(q) : _mm512_cvtsepi32_epi8(q);
+}
+#endif
+
 // x - 0 is x for every x, so this compiles to a bare broadcast (folded into the FMAs that use it); 0 + x is not (-0),
 // which left a scalar add before every broadcast and cost 10% of the kernel's time.
 static inline vf splat(float x) { return x - vf{}; }
