@@ -14,7 +14,8 @@ input channel c by s_c and multiplies the weights' column c by s_c, which is exa
 s_c = a_c ** ALPHA / w_c ** (1 - ALPHA): a_c = |gamma_c| + |beta_c| of that LayerNorm stands in for the
 activation range (no calibration data needed), w_c is the largest weight in column c.
 
-Four int8 GEMMs, picked by the CPU (`int8_kernel()`), the same quantisation around each:
+Four int8 GEMMs, picked by the CPU (`int8_kernel()`) unless named (`resolve_int8_kernel`, STANCE_INT8_KERNEL), the
+same quantisation around each:
 - "amx": our own kernel on AMX's int8 tiles (`fused_attention.amx_int8_linear`, built with the machine's C++
   compiler), on weights packed once into tile order. Its integer products are oneDNN's, and it dequantises them in
   the same pass, which oneDNN's Linear leaves to another kernel: at the encoder's shapes it ran at 0.95-1.15x
@@ -46,6 +47,11 @@ On "amx", the compiled path also hands each LayerNorm's result to the int8 layer
 (`fuse_norms`): the attention-output and feed-forward-output layers add the residual, LayerNorm and quantise for the
 next layer in their GEMM's own kernel (`fused_attention.amx_linear_norm`), and `NormedRows` carries the normed rows
 with their codes. The pass scored 1.078x the pairs/s without it (benchmarks/PROFILE.md, session 18).
+
+On "amx" with AMX's bf16 tiles, each attention runs with its query-key-value layer in one kernel too
+(`fuse_attention`, `fused_attention.amx_qkv_attention`): the GEMM's output stays in cache in bf16, the products of
+attention run on bf16 tiles, and the result goes out already quantised for the attention-output layer. The pass
+scored 1.146x the pairs/s without it, in one process (benchmarks/PROFILE.md, session 19).
 """
 
 from __future__ import annotations
