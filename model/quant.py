@@ -223,16 +223,12 @@ class Int8Linear(nn.Module):
             self.packed = torch.ops.quantized.linear_prepack(codes, None)
 
     def forward(self, x: torch.Tensor | QuantizedRows | NormedRows) -> torch.Tensor | QuantizedRows:
-        if isinstance(x, NormedRows):
-            x = x.codes
-        if isinstance(x, QuantizedRows):
-            return self._from_codes(*x)
-        if self.kernel == "fbgemm":
+        if self.kernel == "fbgemm" and isinstance(x, torch.Tensor):
             rows, offset, half, shape = self._ranged(x)
             # Clamped so that every batch spans exactly [-1, 1], which fixes fbgemm's one scale (see the docstring).
             unit = ((rows - offset) * (1.0 / half)).clamp(-1.0, 1.0)
             return self._dequantized(torch.ops.quantized.linear_dynamic(unit, self.packed, True) * half, offset, shape)
-        return self._from_codes(*self._quantized(x))
+        return self._from_codes(*self._codes(x))
 
     def _ranged(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Size]:
         """`x` as the rows this layer quantises (smoothed, GELU applied), with each row's offset and half range."""
@@ -264,23 +260,10 @@ class Int8Linear(nn.Module):
     ) -> NormedRows:
         """LayerNorm(this layer of `x` + `residual`) and its codes for the next int8 layer, whose input smoothing is
         `next_scale` (None for none), from one kernel (`fused_attention.amx_linear_norm`; the "amx" kernel only)."""
-        rows = x if isinstance(x, QuantizedRows) else self._quantized(x)
+        rows = self._codes(x)
         n = self.out_features
         hidden, codes, scale, offset = fused_attention.amx_linear_norm(
-            rows.codes,
-            self.packed,
-            self.column_sums,
-            self.weight_scale,
-            rows.scale,
-            rows.offset,
-            self.weight_sum,
-            self.bias,
-            residual.reshape(-1, n),
-            norm.weight,
-            norm.bias,
-            norm.eps,
-            next_scale,
-            UINT8_ZERO,
+            *self._amx_inputs(rows), residual.reshape(-1, n), norm.weight, norm.bias, norm.eps, next_scale, UINT8_ZERO
         )
         return NormedRows(hidden.reshape(*rows.shape, n), QuantizedRows(codes, scale, offset, rows.shape))
 
@@ -295,25 +278,19 @@ class Int8Linear(nn.Module):
         """BERT's self-attention over this query-key-value layer of `x` (sequences [batch, length] with the additive
         key `mask`), quantised for the attention-output layer, whose input smoothing is `next_scale` (None for none),
         from one kernel (`fused_attention.amx_qkv_attention`; the "amx" kernel only)."""
-        if isinstance(x, NormedRows):
-            x = x.codes
-        rows = x if isinstance(x, QuantizedRows) else self._quantized(x)
-        out = fused_attention.amx_qkv_attention(
-            rows.codes,
-            self.packed,
-            self.column_sums,
-            self.weight_scale,
-            rows.scale,
-            rows.offset,
-            self.weight_sum,
-            self.bias,
-            mask,
-            heads,
-            scale,
-            next_scale,
-            UINT8_ZERO,
-        )
+        rows = self._codes(x)
+        out = fused_attention.amx_qkv_attention(*self._amx_inputs(rows), mask, heads, scale, next_scale, UINT8_ZERO)
         return QuantizedRows(*out, rows.shape)
+
+    def _codes(self, x: torch.Tensor | QuantizedRows | NormedRows) -> QuantizedRows:
+        """`x` as this layer's quantised input: its codes where it carries them, else quantised here."""
+        if isinstance(x, NormedRows):
+            return x.codes
+        return x if isinstance(x, QuantizedRows) else self._quantized(x)
+
+    def _amx_inputs(self, rows: QuantizedRows) -> tuple:
+        """The AMX ops' first arguments (`fused_attention.amx_int8_linear`'s but the zero point) for `rows`."""
+        return (rows.codes, self.packed, self.column_sums, self.weight_scale, rows.scale, rows.offset, self.weight_sum, self.bias)
 
     def _from_codes(
         self, codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, shape: torch.Size
@@ -321,9 +298,7 @@ class Int8Linear(nn.Module):
         """The layer on quantised rows (all kernels but "fbgemm")."""
         if self.kernel == "amx":
             op = fused_attention.amx_gelu_codes if self.emit_gelu_codes else fused_attention.amx_int8_linear
-            out = op(
-                codes, self.packed, self.column_sums, self.weight_scale, scale, offset, self.weight_sum, self.bias, UINT8_ZERO
-            )
+            out = op(*self._amx_inputs(QuantizedRows(codes, scale, offset, shape)), UINT8_ZERO)
             return QuantizedRows(*out, shape) if self.emit_gelu_codes else out.reshape(*shape, self.out_features)
         if self.kernel == "onednn":
             products, column_scale = onednn_int8_linear(codes, self.packed, self.weight_scale, self.out_features), None
