@@ -2,18 +2,20 @@
 fused attention kernel against the compiled matmul-softmax-matmul graph (results/attention.json), `--compare
 int8-kernel` oneDNN's prepacked int8 Linear against `torch._int_mm` (results/int8_kernel.json; model/quant.py),
 `--compare amx-kernel` our AMX int8 kernel against oneDNN's Linear (results/amx_kernel_in_turns.json; per layer,
-benchmarks/amx_kernel.py), `--compare revision --against REV` the working tree's `model` package against git
+benchmarks/amx_kernel.py), `--compare amx-attention` the query-key-value layer and attention in one AMX kernel
+(model/kernels/amx_attention.cpp) against the query-key-value GEMM and then the float32 attention kernel
+(results/amx_attention.json), `--compare revision --against REV` the working tree's `model` package against git
 revision REV's (results/revision.json; REV's tree is exported to a temporary folder, which goes first on the child's
 PYTHONPATH).
 
-    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel|amx-kernel|revision [--against REV]
+    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel|amx-kernel|amx-attention|revision [--against REV]
         [--pairs 2000] [--rounds 3] [--passes 5] [--threads 2] [--out FILE]
 
 Each variant runs in its own process, in turns, round after round, so that neither's compiled graphs, caches or
 memory touch the other's timing. A process loads and compiles its variant, scores the pairs once to warm up and
 then --passes times; its figure is the median pass. The ratio is the median over rounds of the first variant's
-pairs/s over the second's. Also records how many pairs each variant labels as the exact fp32 path does, and how
-many labels the two variants give differently.
+pairs/s over the second's. Also records how many pairs each variant labels as the exact fp32 path does, how many
+labels the two variants give differently and, where ../shared has it, each variant's stance macro-F1 on devtest_mt.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from inference import RESULTS, cpu_model, sample_pairs
+from inference import NEWSMTSC, RESULTS, cpu_model, sample_pairs, stance_f1
 
 import model
 from model import StancePredictor, default_model_path
@@ -57,11 +59,20 @@ def with_default(_: str) -> StancePredictor:
     return with_attention(None)
 
 
+def with_amx_attention(variant: str) -> StancePredictor:
+    """The compiled default path with attention in the AMX kernel ("amx") or without it ("float32": the
+    query-key-value GEMM, then the float32 attention kernel)."""
+    if variant == "float32":
+        model.predictor.fuse_attention = lambda encoder: 0  # in this variant's own process only
+    return with_default(variant)
+
+
 # Each comparison: its two variants (the first is the candidate), how a process builds one, its default output.
 COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[str], StancePredictor], str]] = {
     "attention": (("fused", "eager"), with_attention, "attention.json"),
     "int8-kernel": (("onednn", "int_mm"), with_int8_kernel, "int8_kernel.json"),
     "amx-kernel": (("amx", "onednn"), with_int8_kernel, "amx_kernel_in_turns.json"),
+    "amx-attention": (("amx", "float32"), with_amx_attention, "amx_attention.json"),
     "revision": (("working-tree", "revision"), with_default, "revision.json"),
 }
 
@@ -89,6 +100,7 @@ def child(compare: str, variant: str, pairs: int, passes: int, threads: int) -> 
         predictor.stance_logits(sample)
         seconds.append(time.perf_counter() - started)
     facts = {
+        "f1": round(stance_f1(predictor), 4) if NEWSMTSC.is_dir() else None,
         "attention": predictor.attention,
         "precision": predictor.precision,
         "compile_s": compile_s,
@@ -163,6 +175,7 @@ def compare(args: argparse.Namespace, environments: dict[str, dict[str, str] | N
         ),
         "labels_equal_to_fp32": {name: round(float((lab == exact).float().mean()), 4) for name, lab in labels.items()},
         f"labels_{first}_vs_{second}_differ": int((labels[first] != labels[second]).sum()),
+        "stance_macro_f1_devtest_mt": {name: rs[0]["f1"] for name, rs in runs.items()},
         "load_and_compile_s": {name: [round(r["compile_s"], 1) for r in rs] for name, rs in runs.items()},
         "model_package": {name: rs[0]["model_package"] for name, rs in runs.items()},
         "machine": {"cpu": cpu_model(), **cpu_features(), "torch": torch.__version__},
