@@ -1,6 +1,6 @@
-// The int8 GEMM on AMX's tiles that the AMX kernels share (amx_linear.cpp, amx_attention.cpp): uint8 codes times
-// int8 weights packed by stance_amx_pack, in blocks of 32 rows x 32 columns. Included only where the compiler
-// targets AMX (__AMX_INT8__, __AMX_TILE__).
+// What the AMX kernels share (amx_linear.cpp, amx_attention.cpp): the tile configuration, the int8 GEMM (uint8
+// codes times int8 weights packed by stance_amx_pack, in blocks of 32 rows x 32 columns) and a row's quantising.
+// Included only where the compiler targets AMX (__AMX_INT8__, __AMX_TILE__).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -16,7 +16,9 @@ constexpr int TILE_BYTES = 64;         // of a tile row: 64 codes of one row, or
 constexpr int STRIPE = 2 * TILE_ROWS;  // rows per block: two A tiles
 constexpr int BLOCK = 2 * 16;          // columns per block: two B tiles of 16 int32 sums each
 
-// Tiles 0-3 hold a block's sums, 4-5 two tiles of codes, 6-7 two tiles of weights: all 16 rows of 64 bytes.
+// All eight tiles 16 rows of 64 bytes. In the int8 GEMM tiles 0-3 hold a block's sums, 4-5 two tiles of codes, 6-7
+// two tiles of weights; amx_attention.cpp's bf16 products use the same shapes (16 x 16 float32 sums, 16 rows of 32
+// bf16 values).
 struct alignas(64) TileConfig {
     uint8_t palette = 1, start_row = 0, reserved[14] = {};
     uint16_t bytes[16] = {TILE_BYTES, TILE_BYTES, TILE_BYTES, TILE_BYTES,

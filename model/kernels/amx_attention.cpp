@@ -2,10 +2,10 @@
 // attention-output layer's: per group of whole sequences, the query-key-value GEMM (int8 tiles, amx.h) dequantised
 // into bf16 rows held in the thread's cache, then per sequence and head the scores (bf16 tiles, float32 sums), the
 // softmax (float32), the weighted values (bf16 tiles), and each row of the result quantised for the
-// attention-output layer. The [rows, 3 x width] float32 projections are never written out: attention.cpp's kernel
-// read them back from memory, not cache, at the pass's batch sizes (perf). Head sizes must be multiples of 32, a
-// bf16 tile's depth. Built and loaded by model/fused_attention.py; without AMX (or a compiler that targets it) it
-// builds to a stub that says so.
+// attention-output layer. The [rows, 3 x width] float32 projections are never written out: a bf16 attention that
+// read them as attention.cpp does spent its largest share loading them from beyond L2, at about 15 GB/s (perf;
+// benchmarks/PROFILE.md, session 19). Head sizes must be multiples of 32, a bf16 tile's depth. Built and loaded by
+// model/fused_attention.py; without AMX (or a compiler that targets it) it builds to a stub that says so.
 #include <cstdint>
 
 #if defined(__AMX_INT8__) && defined(__AMX_BF16__) && defined(__AMX_TILE__) && defined(__AVX512BF16__)
@@ -20,8 +20,8 @@ constexpr int64_t GROUP_ROWS = 256;  // rows of sequences per GEMM: the group's 
 __m512i bf16_pair(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
 
 // e^x to bf16's precision for the softmax's weights, which go to bf16: a quartic on the reduced argument (relative
-// error 5e-5, under bf16's 4e-3; a cubic was no faster) and 2^n by scalef. x is clamped at -87 so that no result is subnormal, which
-// takes the CPU's slow path; a masked key's weight is then 1.6e-38, not 0.
+// error 5e-5, under bf16's 4e-3; a cubic was no faster) and 2^n by scalef. x is clamped at -87 so that no result is
+// subnormal, which takes the CPU's slow path; a masked key's weight is then 1.6e-38, not 0.
 __m512 exp_bf16(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
@@ -251,7 +251,8 @@ void lone_row(int64_t r, int64_t length, float scale, const uint16_t* qkv, int64
 
 // Head h's attention for the 16 queries from i0 (`valid` of them in the sequence) into b.context.
 void query_block(const uint16_t* qkv, int64_t length, int64_t h, int64_t i0, float scale, Buffers& b) {
-    const int64_t slices = b.head_size / 16, chunks = b.depth / DEPTH, valid = std::min<int64_t>(TILE_ROWS, length - i0);
+    const int64_t slices = b.head_size / 16, chunks = b.depth / DEPTH;
+    const int64_t valid = std::min<int64_t>(TILE_ROWS, length - i0);
     const uint16_t* values = b.values.data() + h * chunks * slices * 512;
     scores(qkv + i0 * 3 * b.width + h * b.head_size, h, b);
     weights(valid, scale, b);

@@ -1,8 +1,10 @@
 // The int8 linear layer's GEMM on AMX's int8 tiles (Intel Xeon from Sapphire Rapids on): uint8 codes (the int8
 // codes plus a zero point) times int8 weights packed once into tile order. stance_amx_linear dequantises each
 // 32 × 32 block of int32 sums into the layer's float32 output in the same pass; stance_amx_gelu_codes ends the
-// feed-forward input layer in GELU and the output layer's codes (gelu.h) instead. Built and loaded by
-// model/fused_attention.py; on a CPU without AMX it builds to a stub whose init fails.
+// feed-forward input layer in GELU and the output layer's codes (gelu.h) instead, and stance_amx_linear_norm the
+// attention-output and feed-forward-output layers in the residual, LayerNorm and the next layer's codes. The GEMM
+// itself is amx.h's. Built and loaded by model/fused_attention.py; on a CPU without AMX it builds to a stub whose
+// init fails.
 #include <cstdint>
 
 #if defined(__AMX_INT8__) && defined(__AMX_TILE__)
@@ -176,8 +178,8 @@ static float sum4(const __m512 parts[4]) {
 // the LayerNorm (gamma, beta, eps) into `hidden`, and the result, times `next_scale` (the next layer's smoothing;
 // null for none), is quantised for the next layer as model/quant.py's Int8Linear does: codes plus zero_point, with
 // the row's scale and offset. Neither the layer's output nor the normed rows are read back from memory. V is n / 16
-// where the rows are kept in registers (0.82x the time at 384 x 384 columns, 0.93x at 1,536 x 384: benchmarks/PROFILE.md,
-// session 19), else 0.
+// where the rows are kept in registers (0.82-0.94x the time at 384 x 384 columns, 0.92-0.99x at 1,536 x 384:
+// benchmarks/PROFILE.md, session 19), else 0.
 template <int V>
 static void linear_norm(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums,
                         const float* column_scale, const float* row_scale, const float* row_offset,
