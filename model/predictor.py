@@ -354,7 +354,9 @@ class StancePredictor:
             if encoder.attention == "fused" and fused_attention.amx_attention_available():
                 # On AMX, the int8 query-key-value layer, attention and the next layer's quantisation in one kernel.
                 fuse_attention(encoder)
-            compiled = torch.compile(encoder.forward, dynamic=True)
+            # Without inductor's checks of each custom op's output sizes and strides (about 250 calls a batch, which
+            # the ops' tests cover): 1.02-1.04x the pairs/s (benchmarks/PROFILE.md, session 19).
+            compiled = torch.compile(encoder.forward, dynamic=True, options={"size_asserts": False})
             # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
             with torch.inference_mode(), self._autocast():
                 warm_up = self.to_batch(self.encode_sentences(["Warm-up.", "Warm-up."]))
