@@ -351,7 +351,7 @@ class StancePredictor:
                 # the next layer's quantisation in the GEMM's (no-ops on other precisions).
                 fuse_gelu(encoder)
                 fuse_norms(encoder)
-            if encoder.attention == "fused" and fused_attention.amx_attention_available():
+            if encoder.attention == "fused":
                 # On AMX, the int8 query-key-value layer, attention and the next layer's quantisation in one kernel.
                 fuse_attention(encoder)
             # Without inductor's checks of each custom op's output sizes and strides (about 250 calls a batch, which

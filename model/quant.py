@@ -394,13 +394,15 @@ def fuse_norms(encoder: nn.Module) -> int:
 def fuse_attention(encoder: nn.Module) -> int:
     """Let each self-attention of a BERT encoder (quantised by `quantize_encoder` on the "amx" kernel) run with its
     query-key-value layer in one kernel that hands the attention-output layer its input already quantised
-    (`fused_attention.amx_qkv_attention`, which must be available), where the head size suits it. Scoring only,
-    with "fused" attention. Returns how many attentions do."""
+    (`fused_attention.amx_qkv_attention`), where the head size suits it and the kernel runs here. Scoring only, with
+    "fused" attention. Returns how many attentions do."""
     fused = 0
     for layer in encoder.encoder.layer:
         attention, dense = layer.attention.self, layer.attention.output.dense
         suits = attention.head_size % fused_attention.AMX_HEAD_MULTIPLE == 0
-        if suits and all(isinstance(m, Int8Linear) and m.kernel == "amx" for m in (attention.qkv, dense)):
+        amx = all(isinstance(m, Int8Linear) and m.kernel == "amx" for m in (attention.qkv, dense))
+        # Availability last: it builds the kernel, which other precisions and kernels never need.
+        if suits and amx and fused_attention.amx_attention_available():
             attention.emit_codes, attention.next_scale = True, dense.input_scale
             fused += 1
     return fused

@@ -517,3 +517,14 @@ def test_fused_attention_needs_heads_of_multiples_of_32():
     kernel = "amx" if fused_attention.amx_available() else None
     quantize_encoder(encoder, kernel=kernel)
     assert fuse_attention(encoder) == 0
+
+
+def test_fused_attention_builds_nothing_for_other_int8_kernels(monkeypatch):
+    def unexpected():
+        raise AssertionError("the AMX attention kernel should not be looked for")
+
+    monkeypatch.setattr(fused_attention, "amx_attention_available", unexpected)
+    torch.manual_seed(0)
+    encoder = BertEncoder(BertConfig(**(CONFIG | dict(hidden_size=64, intermediate_size=128)))).eval()  # heads of 32
+    quantize_encoder(encoder, kernel="int_mm")
+    assert fuse_attention(encoder) == 0
