@@ -4,7 +4,8 @@
 // plus the bias), GELU, and quantise the result for the output layer with the row's own scale and offset, over the
 // range [GELU_FLOOR, max(0, largest pre-activation)] (model/quant.py: gelu_range). Inductor's kernel for the same
 // step spent half its time in its erf. With AVX-512 GELU comes from a cubic spline of erf (vgelu below), elsewhere
-// from the same formula as ATen's erf.
+// from the same formula as ATen's erf. vgelu gives twice GELU, x + |x| erf(|x| / sqrt 2), whose halving costs
+// nothing in the quantising's multiply-add.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -31,7 +32,8 @@ static inline vf vabs(vf x) {
 // coefficient, so the AVX-512 build's loop over 16 values was 34 instructions where the reciprocal and exp of
 // ATen's formula made it 51 (objdump), and the kernel took 0.198 s of a 2,000-pair pass where it took 0.342
 // (benchmarks/PROFILE.md, session 17). The piece's own coordinate from AVX-512's vreduceps, and codes from one
-// multiply-add and a saturating narrowing (store_codes), took the GELU kernel to 0.93x the time (session 19).
+// multiply-add and a saturating narrowing (store_codes), took the GELU kernel to 0.93x the time (session 19); twice
+// GELU, with |x| clamped by one vrangeps, 4 instructions fewer (session 20).
 constexpr int SEGMENTS = 32;
 constexpr double TOP = 5.5;
 
@@ -66,24 +68,24 @@ struct SplineRegisters {
 };
 
 static inline vf vgelu(vf x, const SplineRegisters& t) {
-    const __m512 half_x = _mm512_mul_ps((__m512)x, _mm512_set1_ps(0.5f));
-    // Below SEGMENTS, so that the piece is at most the last: the permutes read an index's low 5 bits only.
-    const __m512 f = _mm512_min_ps(_mm512_abs_ps(_mm512_mul_ps((__m512)x, _mm512_set1_ps(float(SEGMENTS / TOP)))),
-                                   _mm512_set1_ps(SEGMENTS - 2e-6f));
+    // min(|x| SEGMENTS / TOP, SEGMENTS - 2e-6) in one vrangeps (the smaller magnitude, sign cleared): below
+    // SEGMENTS, so that the piece is at most the last, as the permutes read an index's low 5 bits only.
+    const __m512 f = _mm512_range_ps(_mm512_mul_ps((__m512)x, _mm512_set1_ps(float(SEGMENTS / TOP))),
+                                     _mm512_set1_ps(SEGMENTS - 2e-6f), 0x0a);
     const __m512i piece = _mm512_cvttps_epi32(f);
     const __m512 u = _mm512_reduce_ps(f, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);  // f - floor(f)
     __m512 e = _mm512_permutex2var_ps(t.low[3], piece, t.high[3]);
     for (int k = 2; k >= 0; --k) e = _mm512_fmadd_ps(e, u, _mm512_permutex2var_ps(t.low[k], piece, t.high[k]));
-    return (vf)_mm512_fmadd_ps(_mm512_abs_ps(half_x), e, half_x);
+    return (vf)_mm512_fmadd_ps(_mm512_abs_ps((__m512)x), e, (__m512)x);
 }
 
-// The codes of the row's whole vectors of GELU values into `codes` (codes16); returns how many were written.
-static inline int64_t store_codes(const vf* gelu, int64_t n, float middle, float inverse, int zero_point,
+// The codes of the row's whole vectors of twice GELU into `codes` (codes16); returns how many were written.
+static inline int64_t store_codes(const vf* twice, int64_t n, float middle, float inverse, int zero_point,
                                   uint8_t* codes) {
-    const __m512 scale = _mm512_set1_ps(inverse), shift = _mm512_set1_ps(zero_point - middle * inverse);
+    const __m512 scale = _mm512_set1_ps(inverse / 2), shift = _mm512_set1_ps(zero_point - middle * inverse);
     int64_t c = 0;
     for (; c + W <= n; c += W)
-        _mm_storeu_si128((__m128i*)(codes + c), codes16((__m512)gelu[c / W], scale, shift, zero_point));
+        _mm_storeu_si128((__m128i*)(codes + c), codes16((__m512)twice[c / W], scale, shift, zero_point));
     return c;
 }
 #else
@@ -107,16 +109,15 @@ static inline vf vgelu(vf x, const SplineRegisters&) {
     p = p * t + splat(-0.284496736f);
     p = p * t + splat(0.254829592f);
     const vf erf_abs = splat(1.0f) - p * t * vexp(-(a * a));
-    const vf half_x = x * splat(0.5f);
-    return half_x + vabs(half_x) * erf_abs;
+    return x + vabs(x) * erf_abs;
 }
 
-// The codes of the row's whole vectors of GELU values into `codes`; returns how many were written.
-static inline int64_t store_codes(const vf* gelu, int64_t n, float middle, float inverse, int zero_point,
+// The codes of the row's whole vectors of twice GELU into `codes`; returns how many were written.
+static inline int64_t store_codes(const vf* twice, int64_t n, float middle, float inverse, int zero_point,
                                   uint8_t* codes) {
     int64_t c = 0;
     for (; c + W <= n; c += W) {
-        vi q = round_to_int((gelu[c / W] - splat(middle)) * splat(inverse));
+        vi q = round_to_int((twice[c / W] - splat(2 * middle)) * splat(inverse / 2));
         q = q < -INT8_MAX_I ? -INT8_MAX_I : q;
         q = q > INT8_MAX_I ? INT8_MAX_I : q;
         const vb bytes = __builtin_convertvector(q + zero_point, vb);
@@ -128,15 +129,16 @@ static inline int64_t store_codes(const vf* gelu, int64_t n, float middle, float
 
 // One row: raw holds its n products, float32 (already times each column's weight scale) or, with column_scale,
 // int32; codes gets n bytes, the int8 code plus zero_point (0 for int8 codes, 128 for uint8 ones), and out_scale and
-// out_offset the row's scale and offset. gelu (n / W vectors) and tail (n % W floats) are the caller's scratch.
+// out_offset the row's scale and offset. gelu (n / W vectors, of twice GELU) and tail (n % W floats) are the
+// caller's scratch.
 static inline void gelu_codes_row(const void* raw, const float* column_scale, float scale, float offset,
                                   const float* weight_sum, const float* bias, int64_t n, int zero_point,
                                   const SplineRegisters& tables, vf* gelu, float* tail, uint8_t* codes,
                                   float* out_scale, float* out_offset) {
     auto pre = [&](int64_t c) {
-        const float product = column_scale ? float(static_cast<const int32_t*>(raw)[c]) * scale * column_scale[c]
-                                           : static_cast<const float*>(raw)[c] * scale;
-        return product + offset * weight_sum[c] + bias[c];
+        const float product = column_scale ? float(static_cast<const int32_t*>(raw)[c]) * column_scale[c]
+                                           : static_cast<const float*>(raw)[c];
+        return product * scale + (offset * weight_sum[c] + bias[c]);
     };
     vf high_v = splat(0.0f);
     int64_t c = 0;
@@ -145,11 +147,11 @@ static inline void gelu_codes_row(const void* raw, const float* column_scale, fl
         if (column_scale) {
             vi products;
             __builtin_memcpy(&products, static_cast<const int32_t*>(raw) + c, sizeof products);
-            y = __builtin_convertvector(products, vf) * splat(scale) * loadv(column_scale + c);
+            y = __builtin_convertvector(products, vf) * loadv(column_scale + c);
         } else {
-            y = loadv(static_cast<const float*>(raw) + c) * splat(scale);
+            y = loadv(static_cast<const float*>(raw) + c);
         }
-        y = y + splat(offset) * loadv(weight_sum + c) + loadv(bias + c);
+        y = y * splat(scale) + (splat(offset) * loadv(weight_sum + c) + loadv(bias + c));
         high_v = y > high_v ? y : high_v;
         gelu[c / W] = vgelu(y, tables);
     }
