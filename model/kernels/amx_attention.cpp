@@ -66,30 +66,46 @@ struct Buffers {
     }
 };
 
-// The query-key-value layer on `count` rows from `first` into b.qkv in bf16, dequantised as stance_amx_linear does
-// (amx_linear.cpp): each block's sums while the next block's multiplies run on the tiles.
+// `valid` rows of a block's int32 sums at `column`, dequantised as stance_amx_linear does (amx_linear.cpp) into bf16
+// rows `out` (n apart), for the rows whose scales and offsets start at row_scale and row_offset. Its own function,
+// with every pointer an argument: as a lambda reading them through its captures it reloaded them for each row, as
+// a vector store may alias anything.
+void dequantise_block(const int32_t (*sums)[BLOCK], int64_t valid, int64_t column, int64_t n, const float* column_scale,
+                      const float* row_scale, const float* row_offset, const float* weight_sum, const float* bias,
+                      uint16_t* out) {
+    __m512 scale[2], sum[2], shift[2];
+    for (int half = 0; half < 2; ++half) {
+        const int64_t at = column + 16 * half;
+        scale[half] = _mm512_loadu_ps(column_scale + at);
+        sum[half] = _mm512_loadu_ps(weight_sum + at);
+        shift[half] = bias ? _mm512_loadu_ps(bias + at) : _mm512_setzero_ps();
+    }
+    for (int64_t r = 0; r < valid; ++r) {
+        __m512 y[2];
+        for (int half = 0; half < 2; ++half) {
+            const __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&sums[r][16 * half])), scale[half]);
+            y[half] = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(product, _mm512_set1_ps(row_scale[r])),
+                                                  _mm512_mul_ps(_mm512_set1_ps(row_offset[r]), sum[half])),
+                                    shift[half]);
+        }
+        _mm512_storeu_si512(out + r * n + column, bf16_pair(y[0], y[1]));
+    }
+}
+
+// The query-key-value layer on `count` rows from `first` into b.qkv in bf16, each block's sums dequantised while
+// the next block's multiplies run on the tiles.
 void projections(const uint8_t* codes, const int8_t* packed, const int32_t* shift, const float* column_scale,
                  const float* row_scale, const float* row_offset, const float* weight_sum, const float* bias,
                  int64_t first, int64_t count, int64_t k, int64_t n, Buffers& b) {
     const int64_t depth = round_up(k, 64), depth_tiles = depth / 64;
     alignas(64) int32_t sums[STRIPE][BLOCK];
     std::vector<uint8_t> padded;
+    uint16_t* const qkv = b.qkv.data();
     int64_t pending_row = -1, pending_valid = 0, pending_column = 0;
     auto dequantise_pending = [&] {
-        for (int64_t r = 0; r < pending_valid; ++r) {
-            const int64_t i = first + pending_row + r, c = pending_column;
-            __m512 y[2];
-            for (int half = 0; half < 2; ++half) {
-                const int64_t at = c + 16 * half;
-                const __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&sums[r][16 * half])),
-                                                     _mm512_loadu_ps(column_scale + at));
-                y[half] = _mm512_add_ps(
-                    _mm512_add_ps(_mm512_mul_ps(product, _mm512_set1_ps(row_scale[i])),
-                                  _mm512_mul_ps(_mm512_set1_ps(row_offset[i]), _mm512_loadu_ps(weight_sum + at))),
-                    bias ? _mm512_loadu_ps(bias + at) : _mm512_setzero_ps());
-            }
-            _mm512_storeu_si512(b.qkv.data() + (pending_row + r) * n + c, bf16_pair(y[0], y[1]));
-        }
+        if (pending_row >= 0)
+            dequantise_block(sums, pending_valid, pending_column, n, column_scale, row_scale + first + pending_row,
+                             row_offset + first + pending_row, weight_sum, bias, qkv + pending_row * n);
     };
     for (int64_t row = 0; row < count; row += STRIPE) {
         const int64_t valid = std::min<int64_t>(STRIPE, count - row);
@@ -108,18 +124,20 @@ void projections(const uint8_t* codes, const int8_t* packed, const int32_t* shif
 // One sequence's keys and values, from its bf16 projections `qkv` (rows 3 x width apart), laid out as the right
 // operands of the tiles.
 void operands(const uint16_t* qkv, int64_t length, Buffers& b) {
-    const int64_t n = 3 * b.width, steps = b.head_size / DEPTH, slices = b.head_size / 16;
-    const int64_t blocks = b.rows / TILE_ROWS, chunks = b.depth / DEPTH;
+    const int64_t width = b.width, heads = b.heads, head_size = b.head_size, rows = b.rows, depth = b.depth;
+    const int64_t n = 3 * width, steps = head_size / DEPTH, slices = head_size / 16;
+    const int64_t blocks = rows / TILE_ROWS, chunks = depth / DEPTH;
+    uint16_t *const keys = b.keys.data(), *const values = b.values.data();
     // Keys: for 16 keys, their pairs of dimensions (32-bit words) transposed, so that each tile row holds one pair
     // of dimensions for the 16 keys.
-    for (int64_t h = 0; h < b.heads; ++h)
-        for (int64_t j0 = 0; j0 < b.rows; j0 += TILE_ROWS)
+    for (int64_t h = 0; h < heads; ++h)
+        for (int64_t j0 = 0; j0 < rows; j0 += TILE_ROWS)
             for (int64_t s = 0; s < steps; ++s) {
                 __m512 pairs[16], tile[16];
                 for (int r = 0; r < 16; ++r)
-                    pairs[r] = _mm512_loadu_ps(qkv + (j0 + r) * n + b.width + h * b.head_size + s * DEPTH);
+                    pairs[r] = _mm512_loadu_ps(qkv + (j0 + r) * n + width + h * head_size + s * DEPTH);
                 transpose16(pairs, tile);
-                uint16_t* to = b.keys.data() + ((h * blocks + j0 / TILE_ROWS) * steps + s) * 512;
+                uint16_t* to = keys + ((h * blocks + j0 / TILE_ROWS) * steps + s) * 512;
                 for (int r = 0; r < 16; ++r) _mm512_storeu_ps(to + r * 32, tile[r]);
             }
     // Values: for 32 keys and 16 dimensions, row r holds keys 2r and 2r + 1 interleaved.
@@ -129,12 +147,12 @@ void operands(const uint16_t* qkv, int64_t length, Buffers& b) {
         upper[2 * i] = 16 + i, upper[2 * i + 1] = 48 + i;
     }
     const __m512i low_index = _mm512_load_si512(lower), high_index = _mm512_load_si512(upper);
-    for (int64_t j = 0; j < b.depth; j += 2)
-        for (int64_t h = 0; h < b.heads; ++h)
+    for (int64_t j = 0; j < depth; j += 2)
+        for (int64_t h = 0; h < heads; ++h)
             for (int64_t e = 0; e < slices; e += 2) {
-                const uint16_t* v = qkv + j * n + 2 * b.width + h * b.head_size + e * 16;
+                const uint16_t* v = qkv + j * n + 2 * width + h * head_size + e * 16;
                 const __m512i first = _mm512_loadu_si512(v), second = _mm512_loadu_si512(v + n);
-                uint16_t* to = b.values.data() + (((h * chunks + j / DEPTH) * slices + e) * 16 + j % DEPTH / 2) * 32;
+                uint16_t* to = values + (((h * chunks + j / DEPTH) * slices + e) * 16 + j % DEPTH / 2) * 32;
                 _mm512_storeu_si512(to, _mm512_permutex2var_epi16(first, low_index, second));
                 _mm512_storeu_si512(to + 512, _mm512_permutex2var_epi16(first, high_index, second));
             }
@@ -186,28 +204,31 @@ void scores(const uint16_t* queries, int64_t h, Buffers& b) {
 // its own, which saves a reduction across a vector per row; a row whose own largest lies far below loses its
 // weights to underflow and is redone by lone_row.
 void weights(int64_t valid, float scale, Buffers& b) {
+    // Locals, not b's members: a vector store may alias anything, so the members were reloaded after each.
+    const int64_t rows = b.rows, depth = b.depth;
+    const float *scores = b.scores.data(), *keymask = b.keymask.data();
+    float* const shifted = b.shifted.data();
     const __m512 vscale = _mm512_set1_ps(scale);
     __m512 top = _mm512_set1_ps(-INFINITY);
     for (int64_t r = 0; r < valid; ++r)
-        for (int64_t j = 0; j < b.rows; j += 16)
-            top = _mm512_max_ps(top, _mm512_fmadd_ps(_mm512_loadu_ps(&b.scores[r * b.rows + j]), vscale,
-                                                     _mm512_loadu_ps(&b.keymask[j])));
+        for (int64_t j = 0; j < rows; j += 16)
+            top = _mm512_max_ps(top, _mm512_fmadd_ps(_mm512_loadu_ps(scores + r * rows + j), vscale,
+                                                     _mm512_loadu_ps(keymask + j)));
     // The key mask less the shift, once for the 16 rows.
     const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(top));
-    for (int64_t j = 0; j < b.rows; j += 16)
-        _mm512_storeu_ps(&b.shifted[j], _mm512_sub_ps(_mm512_loadu_ps(&b.keymask[j]), shift));
-    const bool odd = b.rows % DEPTH;  // the last 32 keys have only 16 columns of scores
+    for (int64_t j = 0; j < rows; j += 16) _mm512_storeu_ps(shifted + j, _mm512_sub_ps(_mm512_loadu_ps(keymask + j), shift));
+    const bool odd = rows % DEPTH;  // the last 32 keys have only 16 columns of scores
+    const int64_t whole = depth - (odd ? DEPTH : 0);
     for (int64_t r = 0; r < valid; ++r) {
-        uint16_t* w = b.weights.data() + r * b.depth;
-        const float* sr = b.scores.data() + r * b.rows;
-        auto weight = [&](int64_t j) {
-            return exp_bf16(_mm512_fmadd_ps(_mm512_loadu_ps(sr + j), vscale, _mm512_loadu_ps(&b.shifted[j])));
+        uint16_t* w = b.weights.data() + r * depth;
+        const float* sr = scores + r * rows;
+        auto weight = [sr, vscale, shifted](int64_t j) {
+            return exp_bf16(_mm512_fmadd_ps(_mm512_loadu_ps(sr + j), vscale, _mm512_loadu_ps(shifted + j)));
         };
-        const int64_t whole = b.depth - (odd ? DEPTH : 0);
         for (int64_t j = 0; j < whole; j += DEPTH) _mm512_storeu_si512(w + j, bf16_pair(weight(j), weight(j + 16)));
         if (odd) _mm512_storeu_si512(w + whole, bf16_pair(weight(whole), _mm512_setzero_ps()));
     }
-    std::memset(b.weights.data() + valid * b.depth, 0, (TILE_ROWS - valid) * b.depth * 2);
+    std::memset(b.weights.data() + valid * depth, 0, (TILE_ROWS - valid) * depth * 2);
 }
 
 // Below this sum of a row's weights, they lost their precision to the block's shift: e^-69, where the largest
@@ -289,18 +310,20 @@ void one_sequence(const uint16_t* qkv, const float* mask, const float* next_scal
     operands(qkv, length, b);
     for (int64_t h = 0; h < b.heads; ++h)
         for (int64_t i0 = 0; i0 < length; i0 += TILE_ROWS) query_block(qkv, length, h, i0, scale, b);
+    const int64_t width = b.width;
+    float* const context = b.context.data();
     for (int64_t i = 0; i < length; ++i) {
-        float* x = b.context.data() + i * b.width;
+        float* x = context + i * width;
         __m512 low = _mm512_set1_ps(INFINITY), high = _mm512_set1_ps(-INFINITY);
-        for (int64_t c = 0; c < b.width; c += 16) {
+        for (int64_t c = 0; c < width; c += 16) {
             __m512 v = _mm512_loadu_ps(x + c);
             if (next_scale) _mm512_storeu_ps(x + c, v = _mm512_mul_ps(v, _mm512_loadu_ps(next_scale + c)));
             low = _mm512_min_ps(low, v);
             high = _mm512_max_ps(high, v);
         }
         const RowCodes row_codes(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), zero_point);
-        for (int64_t c = 0; c < b.width; c += 16)
-            row_codes.store(_mm512_loadu_ps(x + c), zero_point, codes + i * b.width + c, 0xffff);
+        for (int64_t c = 0; c < width; c += 16)
+            row_codes.store(_mm512_loadu_ps(x + c), zero_point, codes + i * width + c, 0xffff);
         out_scale[i] = row_codes.scale;
         out_offset[i] = row_codes.offset;
     }
