@@ -45,6 +45,25 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 BUILD_TIMEOUT_S = 120
 
 
+# The ops' registry. torch.library's custom_op wraps each call in Python of its own (a dynamo guard, a check that no
+# output aliases an input): 14 µs a call against 5 for the same op defined on a Library (ad hoc, an empty op of
+# eleven arguments), at 1,200 calls a 2,000-pair pass (benchmarks/PROFILE.md, session 20).
+LIBRARY = torch.library.Library("stance", "FRAGMENT")
+
+
+def stance_op(*tags: torch.Tag) -> Callable[[Callable[..., object]], torch._ops.OpOverloadPacket]:
+    """A decorator: the function as the kernel of the op stance::<its name> on every device, its schema from its
+    type hints (no argument mutated); gives the op, which a compiled graph calls as one opaque kernel (its fake
+    function registered with torch.library.register_fake)."""
+
+    def register(fn: Callable[..., object]) -> torch._ops.OpOverloadPacket:
+        LIBRARY.define(fn.__name__ + torch.library.infer_schema(fn, mutates_args=()), tags=tags)
+        LIBRARY.impl(fn.__name__, fn, "CompositeExplicitAutograd")
+        return getattr(torch.ops.stance, fn.__name__)
+
+    return register
+
+
 def cxx_compiler() -> str | None:
     """The C++ compiler to build CPU kernels with: $CXX, else g++, c++ or clang++ on the PATH; None if none."""
     for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
@@ -188,7 +207,7 @@ def _amx_run(kernel: Callable[..., None] | None, inputs: tuple, outputs: tuple, 
     kernel(*pointers, *codes.shape, weight_scale.shape[0], *scalars, torch.get_num_threads())
 
 
-@torch.library.custom_op("stance::amx_int8_linear", mutates_args=())
+@stance_op()
 def amx_int8_linear(
     codes: torch.Tensor,
     packed: torch.Tensor,
@@ -216,7 +235,7 @@ def _amx_output(codes: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor
     return codes.new_empty((codes.shape[0], weight_scale.shape[0]), dtype=torch.float32)
 
 
-@amx_int8_linear.register_fake
+@torch.library.register_fake("stance::amx_int8_linear")
 def _(
     codes: torch.Tensor,
     packed: torch.Tensor,
@@ -231,7 +250,7 @@ def _(
     return _amx_output(codes, weight_scale)
 
 
-@torch.library.custom_op("stance::amx_gelu_codes", mutates_args=())
+@stance_op()
 def amx_gelu_codes(
     codes: torch.Tensor,
     packed: torch.Tensor,
@@ -252,7 +271,7 @@ def amx_gelu_codes(
     return outputs
 
 
-@amx_gelu_codes.register_fake
+@torch.library.register_fake("stance::amx_gelu_codes")
 def _(
     codes: torch.Tensor,
     packed: torch.Tensor,
@@ -267,7 +286,7 @@ def _(
     return _codes_outputs(codes, codes.shape[0], weight_scale.shape[0])
 
 
-@torch.library.custom_op("stance::amx_linear_norm", mutates_args=())
+@stance_op()
 def amx_linear_norm(
     codes: torch.Tensor,
     packed: torch.Tensor,
@@ -308,7 +327,7 @@ def amx_linear_norm(
     return outputs
 
 
-@amx_linear_norm.register_fake
+@torch.library.register_fake("stance::amx_linear_norm")
 def _(
     codes: torch.Tensor,
     packed: torch.Tensor,
@@ -328,7 +347,7 @@ def _(
     return (_amx_output(codes, weight_scale), *_codes_outputs(codes, codes.shape[0], weight_scale.shape[0]))
 
 
-@torch.library.custom_op("stance::amx_qkv_attention", mutates_args=())
+@stance_op()
 def amx_qkv_attention(
     codes: torch.Tensor,
     packed: torch.Tensor,
@@ -363,7 +382,7 @@ def amx_qkv_attention(
     return outputs
 
 
-@amx_qkv_attention.register_fake
+@torch.library.register_fake("stance::amx_qkv_attention")
 def _(
     codes: torch.Tensor,
     packed: torch.Tensor,
@@ -421,7 +440,7 @@ def run(
     return out
 
 
-@torch.library.custom_op("stance::attention", mutates_args=(), tags=torch.Tag.flexible_layout)
+@stance_op(torch.Tag.flexible_layout)
 def attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, heads: int, scale: float
 ) -> torch.Tensor:
@@ -434,12 +453,12 @@ def attention(
     return run(kernel, query, key, value, mask, heads, scale)
 
 
-@attention.register_fake
+@torch.library.register_fake("stance::attention")
 def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
     return query.new_empty(query.shape)
 
 
-@torch.library.custom_op("stance::gelu_codes", mutates_args=())
+@stance_op()
 def gelu_codes(
     products: torch.Tensor,
     column_scale: torch.Tensor | None,
@@ -471,7 +490,7 @@ def _codes_outputs(like: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor,
     return like.new_empty((rows, n), dtype=torch.uint8), scale, offset
 
 
-@gelu_codes.register_fake
+@torch.library.register_fake("stance::gelu_codes")
 def _(
     products: torch.Tensor,
     column_scale: torch.Tensor | None,

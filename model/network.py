@@ -8,10 +8,12 @@ import torch
 from torch import nn
 
 
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `hidden` rows where `mask` is set; zeros where a row has no mask."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+def masked_means(hidden: torch.Tensor, *masks: torch.Tensor) -> torch.Tensor:
+    """The mean of `hidden`'s rows where each mask is set, side by side ([batch, len(masks) × hidden]); zeros under
+    a mask with none set. One batched matmul by the masks' weights, rather than two passes over `hidden` per mask."""
+    weights = torch.stack([mask.to(torch.float32) for mask in masks], dim=1)
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)
+    return torch.bmm(weights.to(hidden.dtype), hidden).flatten(1)
 
 
 STANCE_POOLINGS = ("sentence+actor", "actor")
@@ -60,16 +62,13 @@ class StanceNetwork(nn.Module):
 
     def stance_logits(self, input_ids, attention_mask, token_type_ids, focus_mask) -> torch.Tensor:
         hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        actor = masked_mean(hidden, focus_mask)
-        if self.with_sentence:
-            actor = torch.cat([masked_mean(hidden, attention_mask), actor], dim=-1)
-        return self.stance_head(self.dropout(actor))
+        pooled = masked_means(hidden, attention_mask, focus_mask) if self.with_sentence else masked_means(hidden, focus_mask)
+        return self.stance_head(self.dropout(pooled))
 
     def relation_features(self, input_ids, attention_mask, token_type_ids, focus_mask, other_mask) -> torch.Tensor:
         """[sentence; target markers; holder tokens] from the target's marked stance pass."""
         hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        pooled = [masked_mean(hidden, attention_mask), masked_mean(hidden, focus_mask), masked_mean(hidden, other_mask)]
-        return torch.cat(pooled, dim=-1)
+        return masked_means(hidden, attention_mask, focus_mask, other_mask)
 
     def relation_logits(self, features: torch.Tensor) -> torch.Tensor:
         if self.relation_head is None:
@@ -78,4 +77,4 @@ class StanceNetwork(nn.Module):
 
     def sentiment_logits(self, input_ids, attention_mask, token_type_ids, focus_mask=None) -> torch.Tensor:
         hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        return self.sentiment_head(self.dropout(masked_mean(hidden, attention_mask)))
+        return self.sentiment_head(self.dropout(masked_means(hidden, attention_mask)))

@@ -128,7 +128,7 @@ def resolve_int8_kernel(kernel: str = "auto", used: bool = True) -> str:
 
 # A custom op, so that the compiled graph calls oneDNN's Linear as one opaque kernel: inductor's own lowering of
 # `onednn.qlinear_pointwise` takes only weights frozen into the graph as constants.
-@torch.library.custom_op("stance::onednn_int8_linear", mutates_args=())
+@fused_attention.stance_op()
 def onednn_int8_linear(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, out_features: int) -> torch.Tensor:
     """uint8 `codes` (zero point UINT8_ZERO) times the int8 weights that `packed` holds, as float32, each output
     channel times its `weight_scale`."""
@@ -144,7 +144,7 @@ def _zero_points(out_features: int) -> torch.Tensor:
     return torch.zeros(out_features, dtype=torch.long)
 
 
-@onednn_int8_linear.register_fake
+@torch.library.register_fake("stance::onednn_int8_linear")
 def _(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, out_features: int) -> torch.Tensor:
     return codes.new_empty((codes.shape[0], out_features), dtype=torch.float32)
 
