@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <immintrin.h>
+#include <new>
 #include <vector>
 
 #include "vec.h"
@@ -27,6 +28,25 @@ struct alignas(64) TileConfig {
 };
 const TileConfig TILES;
 
+// Memory that tiles load or store, or whose rows the vector steps read, aligned to cache lines: std::vector's own
+// (16 bytes) split each tile row across two lines, which halved the int8 GEMM's rate (a standalone loop from L1:
+// 1.8 against 3.5 TOPS on one core; benchmarks/PROFILE.md, session 20).
+template <class T>
+struct LineAligned {
+    using value_type = T;
+    LineAligned() = default;
+    template <class U>
+    LineAligned(const LineAligned<U>&) {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+    template <class U>
+    bool operator==(const LineAligned<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const LineAligned<U>&) const { return false; }
+};
+template <class T>
+using TileVector = std::vector<T, LineAligned<T>>;
+
 // The padded sizes AMX's tiles take: depth to a multiple of 64, columns to one of 32 (a block).
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
@@ -36,7 +56,7 @@ static __mmask16 lanes(int64_t count) { return count >= 16 ? 0xffff : static_cas
 // The codes of the stripe of `valid` rows at `first`, or where it is short of rows (the last) or of depth, a copy
 // zero-filled to STRIPE rows of `depth` in `padded`: tiles load whole tiles. Sets `stride` to its rows' spacing.
 static const uint8_t* stripe_codes(const uint8_t* codes, int64_t first, int64_t valid, int64_t k, int64_t depth,
-                                   std::vector<uint8_t>& padded, int64_t& stride) {
+                                   TileVector<uint8_t>& padded, int64_t& stride) {
     stride = k;
     if (valid == STRIPE && depth == k) return codes + first * k;
     padded.assign(STRIPE * depth, 0);
@@ -47,8 +67,8 @@ static const uint8_t* stripe_codes(const uint8_t* codes, int64_t first, int64_t 
 
 // -zero_point × each column's sum of weights, padded to whole blocks: where each column's sums start, so that they
 // come out without the zero point's share.
-static std::vector<int32_t> zero_point_shift(const int32_t* column_sums, int64_t n, int zero_point) {
-    std::vector<int32_t> shift(round_up(n, BLOCK), 0);
+static TileVector<int32_t> zero_point_shift(const int32_t* column_sums, int64_t n, int zero_point) {
+    TileVector<int32_t> shift(round_up(n, BLOCK), 0);
     for (int64_t c = 0; c < n; ++c) shift[c] = -zero_point * column_sums[c];
     return shift;
 }

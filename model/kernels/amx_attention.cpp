@@ -45,14 +45,14 @@ float bf16_to_float(uint16_t x) {
 // Each thread's buffers, sized from the padded length and the largest group of sequences.
 struct Buffers {
     int64_t rows, depth, heads, head_size, width;
-    std::vector<uint16_t> qkv;      // [group rows + padding][3 x width] bf16: the GEMM's output
-    std::vector<uint16_t> keys;     // tiles [head][16-key block][depth step][16 depth pairs][16 keys][2]
-    std::vector<uint16_t> values;   // tiles [head][32-key chunk][16-dim slice][16 key pairs][16 dims][2]
-    std::vector<float> scores;      // [16][key columns]
-    std::vector<uint16_t> weights;  // [16][key depth] bf16
-    std::vector<float> keymask;     // [key columns]
-    std::vector<float> shifted;     // [key columns]: the key mask less the block's largest score
-    std::vector<float> context;     // [length][width]: the attention's output, before it is quantised
+    TileVector<uint16_t> qkv;      // [group rows + padding][3 x width] bf16: the GEMM's output
+    TileVector<uint16_t> keys;     // tiles [head][16-key block][depth step][16 depth pairs][16 keys][2]
+    TileVector<uint16_t> values;   // tiles [head][32-key chunk][16-dim slice][16 key pairs][16 dims][2]
+    TileVector<float> scores;      // [16][key columns]
+    TileVector<uint16_t> weights;  // [16][key depth] bf16
+    TileVector<float> keymask;     // [key columns]
+    TileVector<float> shifted;     // [key columns]: the key mask less the block's largest score
+    TileVector<float> context;     // [length][width]: the attention's output, before it is quantised
     alignas(64) float sums[3][TILE_ROWS][16];
     // The right operand that sums each row of weights: column 0 all ones, the rest zero.
     alignas(64) uint16_t ones[16][32] = {};
@@ -99,7 +99,7 @@ void projections(const uint8_t* codes, const int8_t* packed, const int32_t* shif
                  int64_t first, int64_t count, int64_t k, int64_t n, Buffers& b) {
     const int64_t depth = round_up(k, 64), depth_tiles = depth / 64;
     alignas(64) int32_t sums[STRIPE][BLOCK];
-    std::vector<uint8_t> padded;
+    TileVector<uint8_t> padded;
     uint16_t* const qkv = b.qkv.data();
     int64_t pending_row = -1, pending_valid = 0, pending_column = 0;
     auto dequantise_pending = [&] {
@@ -354,7 +354,7 @@ extern "C" void stance_amx_qkv_attention(const uint8_t* codes, const int8_t* pac
 #pragma omp parallel num_threads(threads)
     {
         _tile_loadconfig(&TILES);
-        const std::vector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
+        const TileVector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
         Buffers b(length, heads, width / heads, per_group);
 #pragma omp for schedule(static)
         for (int64_t g = 0; g < groups; ++g) {

@@ -60,9 +60,9 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
 #pragma omp parallel num_threads(threads)
     {
         _tile_loadconfig(&TILES);
-        const std::vector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
+        const TileVector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
         alignas(64) int32_t sums[STRIPE][BLOCK];
-        std::vector<uint8_t> padded;
+        TileVector<uint8_t> padded;
         int64_t stripe = -1, stride = k;
         const uint8_t* a = nullptr;
         // The block whose sums wait in `sums`: each block's are dequantised while the next block's multiplies run
@@ -104,9 +104,9 @@ static void stripe_rows(const uint8_t* codes, const int8_t* packed, const int32_
 #pragma omp parallel num_threads(threads)
     {
         _tile_loadconfig(&TILES);
-        const std::vector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
-        std::vector<int32_t> sums(STRIPE * columns);
-        std::vector<uint8_t> padded;
+        const TileVector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
+        TileVector<int32_t> sums(STRIPE * columns);
+        TileVector<uint8_t> padded;
         Scratch scratch(n);
 #pragma omp for schedule(static)
         for (int64_t stripe = 0; stripe < stripes; ++stripe) {
