@@ -78,17 +78,22 @@ static const int8_t* weight_tiles(const int8_t* packed, int64_t column, int64_t 
     return packed + column / 16 * depth_tiles * 1024;
 }
 
-// Tiles 0-3 = `shift` (from zero_point_shift, at the block's first column) plus the stripe's codes `a` times the
-// packed weights' BLOCK columns from `b` (weight_tiles) on. The tiles start from `shift` (a load with a row stride
-// of 0) rather than being corrected after they are stored: reading them back at once to correct them stalled on
-// the tile stores and took a quarter of the kernel's time (perf).
-static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles,
-                           const int32_t* shift) {
-    _tile_loadd(0, shift, 0);
-    _tile_loadd(1, shift + 16, 0);
-    _tile_loadd(2, shift, 0);
-    _tile_loadd(3, shift + 16, 0);
-    for (int64_t d = 0; d < depth_tiles; ++d) {
+// Tiles 0-3 = a block's sums [STRIPE][BLOCK] from `sums`, rows `ld` int32 apart, or with ld = 0 the same row for
+// all (zero_point_shift's, at the block's first column). The tiles start from the shift rather than being corrected
+// after they are stored: reading them back at once to correct them stalled on the tile stores and took a quarter of
+// the kernel's time (perf).
+static void load_block(const int32_t* sums, int64_t ld) {
+    _tile_loadd(0, sums, ld * 4);
+    _tile_loadd(1, sums + 16, ld * 4);
+    _tile_loadd(2, sums + TILE_ROWS * ld, ld * 4);
+    _tile_loadd(3, sums + TILE_ROWS * ld + 16, ld * 4);
+}
+
+// Tiles 0-3 += the stripe's codes `a` times the packed weights' BLOCK columns from `b` (weight_tiles) on, over
+// depth tiles [from, to) of depth_tiles.
+static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles, int64_t from,
+                           int64_t to) {
+    for (int64_t d = from; d < to; ++d) {
         _tile_loadd(4, a + d * 64, stride);
         _tile_loadd(5, a + TILE_ROWS * stride + d * 64, stride);
         _tile_loadd(6, b + d * 1024, TILE_BYTES);

@@ -112,7 +112,8 @@ void projections(const uint8_t* codes, const int8_t* packed, const int32_t* shif
         int64_t stride;
         const uint8_t* a = stripe_codes(codes, first + row, valid, k, depth, padded, stride);
         for (int64_t column = 0; column < n; column += BLOCK) {
-            multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, shift + column);
+            load_block(shift + column, 0);
+            multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, 0, depth_tiles);
             dequantise_pending();
             store_block(&sums[0][0], BLOCK);
             pending_row = row, pending_valid = valid, pending_column = column;

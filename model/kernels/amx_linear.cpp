@@ -83,7 +83,8 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
                 a = stripe_codes(codes, first, valid, k, depth, padded, stride);
             }
             const int64_t column = item % blocks * BLOCK;
-            multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, shift.data() + column);
+            load_block(shift.data() + column, 0);
+            multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, 0, depth_tiles);
             dequantise_pending();
             store_block(&sums[0][0], BLOCK);
             pending_first = first, pending_valid = valid, pending_column = column;
@@ -92,6 +93,11 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
         _tile_release();
     }
 }
+
+// Depth tiles per pass over a stripe's blocks in stripe_rows: the stripe's codes for them (32 rows of 512) stay in L1
+// while the weights stream from L2. At 1,536 input features the stripe's whole depth (48 KB) did not, and the GEMM
+// ran at 0.75x its rate at 384 (a standalone loop on one core, benchmarks/PROFILE.md, session 20).
+constexpr int64_t DEPTH_CHUNK = 8;
 
 // `row(sums, i, scratch)` on each row i of the int32 sums of codes [rows, k] times the packed weights, less the zero
 // point's share (`sums`: the row's n sums), a stripe's whole rows at a time while they are in cache, so that the
@@ -113,11 +119,15 @@ static void stripe_rows(const uint8_t* codes, const int8_t* packed, const int32_
             const int64_t first = stripe * STRIPE, valid = std::min<int64_t>(STRIPE, rows - first);
             int64_t stride;
             const uint8_t* a = stripe_codes(codes, first, valid, k, depth, padded, stride);
-            for (int64_t column = 0; column < n; column += BLOCK) {
-                const int8_t* b = weight_tiles(packed, column, depth_tiles);
-                multiply_block(a, stride, b, depth_tiles, shift.data() + column);
-                store_block(sums.data() + column, columns);
-            }
+            for (int64_t from = 0; from < depth_tiles; from += DEPTH_CHUNK)
+                for (int64_t column = 0; column < n; column += BLOCK) {
+                    // The shift first, then the sums of the depths before.
+                    if (from == 0) load_block(shift.data() + column, 0);
+                    else load_block(sums.data() + column, columns);
+                    multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, from,
+                                   std::min(depth_tiles, from + DEPTH_CHUNK));
+                    store_block(sums.data() + column, columns);
+                }
             for (int64_t r = 0; r < valid; ++r) row(sums.data() + r * columns, first + r, scratch);
         }
         _tile_release();
