@@ -211,7 +211,9 @@ static inline void norm_row(const int32_t* sums, RowVectors<V>& y, int64_t width
     const float mean = sum4(total) / width;
     const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(std::fmax(sum4(squares) / width - mean * mean, 0.0f) + eps));
     const __m512 shift = _mm512_set1_ps(-mean);
-    __m512 low = _mm512_set1_ps(INFINITY), high = _mm512_set1_ps(-INFINITY);
+    // Four running extremes each, for chains a quarter as long (the step is bound by its chains of waits).
+    __m512 low[4], high[4];
+    for (int j = 0; j < 4; ++j) low[j] = _mm512_set1_ps(INFINITY), high[j] = _mm512_set1_ps(-INFINITY);
 #pragma GCC unroll 24
     for (int64_t c = 0; c < vectors; ++c) {
         const __mmask16 mask = lanes(width - 16 * c);
@@ -220,10 +222,12 @@ static inline void norm_row(const int32_t* sums, RowVectors<V>& y, int64_t width
         const __m512 h = _mm512_fmadd_ps(_mm512_add_ps(y[c], shift), times, _mm512_maskz_loadu_ps(mask, beta + 16 * c));
         _mm512_mask_storeu_ps(hidden + 16 * c, mask, h);
         y[c] = next_scale ? _mm512_mul_ps(h, _mm512_maskz_loadu_ps(mask, next_scale + 16 * c)) : h;
-        low = _mm512_mask_min_ps(low, mask, low, y[c]);
-        high = _mm512_mask_max_ps(high, mask, high, y[c]);
+        low[c % 4] = _mm512_mask_min_ps(low[c % 4], mask, low[c % 4], y[c]);
+        high[c % 4] = _mm512_mask_max_ps(high[c % 4], mask, high[c % 4], y[c]);
     }
-    const RowCodes row_codes(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), zero_point);
+    const __m512 lowest = _mm512_min_ps(_mm512_min_ps(low[0], low[1]), _mm512_min_ps(low[2], low[3]));
+    const __m512 highest = _mm512_max_ps(_mm512_max_ps(high[0], high[1]), _mm512_max_ps(high[2], high[3]));
+    const RowCodes row_codes(_mm512_reduce_min_ps(lowest), _mm512_reduce_max_ps(highest), zero_point);
 #pragma GCC unroll 24
     for (int64_t c = 0; c < vectors; ++c) row_codes.store(y[c], zero_point, codes + 16 * c, lanes(width - 16 * c));
     *out_scale = row_codes.scale;
