@@ -162,14 +162,14 @@ void operands(const uint16_t* qkv, int64_t length, Buffers& b) {
 // Tile numbers must be literals (GCC's AMX intrinsics paste them into the assembly), hence macros for the steps
 // that run on several tiles.
 
-// Sums tile t = 16 queries from `queries` (rows 3 x width apart, in tile 4) times 16 keys from the key tiles at
-// `keys` (in tile k).
-#define SCORE_BLOCK(t, k, keys)                             \
-    _tile_zero(t);                                          \
-    for (int64_t s = 0; s < steps; ++s) {                   \
-        _tile_loadd(4, queries + s * DEPTH, 6 * b.width);   \
-        _tile_loadd(k, (keys) + s * 512, 64);               \
-        _tile_dpbf16ps(t, 4, k);                            \
+// Sums tile t = 16 queries from `queries` (rows 3 x width apart, in tile 4; loaded once by the caller where a head
+// is one tile deep) times 16 keys from the key tiles at `keys` (in tile k).
+#define SCORE_BLOCK(t, k, keys)                                           \
+    _tile_zero(t);                                                        \
+    for (int64_t s = 0; s < steps; ++s) {                                 \
+        if (steps > 1) _tile_loadd(4, queries + s * DEPTH, 6 * b.width);  \
+        _tile_loadd(k, (keys) + s * 512, 64);                             \
+        _tile_dpbf16ps(t, 4, k);                                          \
     }
 
 // Scores of 16 queries from `queries` against every key of head h into b.scores [16][b.rows], unscaled: three
@@ -179,6 +179,7 @@ void scores(const uint16_t* queries, int64_t h, Buffers& b) {
     const uint16_t* keys = b.keys.data() + h * blocks * steps * 512;
     float* out = b.scores.data();
     const int64_t stride = b.rows * 4, tile = steps * 512;
+    if (steps == 1) _tile_loadd(4, queries, 6 * b.width);
     int64_t j = 0;
     for (; j + 3 <= blocks; j += 3) {
         SCORE_BLOCK(0, 5, keys + j * tile)
