@@ -83,7 +83,8 @@ void dequantise_block(const int32_t (*sums)[BLOCK], int64_t valid, int64_t colum
     for (int64_t r = 0; r < valid; ++r) {
         __m512 y[2];
         for (int half = 0; half < 2; ++half) {
-            const __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&sums[r][16 * half])), scale[half]);
+            const __m512 product =
+                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&sums[r][16 * half])), scale[half]);
             y[half] = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(product, _mm512_set1_ps(row_scale[r])),
                                                   _mm512_mul_ps(_mm512_set1_ps(row_offset[r]), sum[half])),
                                     shift[half]);
@@ -218,7 +219,8 @@ void weights(int64_t valid, float scale, Buffers& b) {
                                                      _mm512_loadu_ps(keymask + j)));
     // The key mask less the shift, once for the 16 rows.
     const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(top));
-    for (int64_t j = 0; j < rows; j += 16) _mm512_storeu_ps(shifted + j, _mm512_sub_ps(_mm512_loadu_ps(keymask + j), shift));
+    for (int64_t j = 0; j < rows; j += 16)
+        _mm512_storeu_ps(shifted + j, _mm512_sub_ps(_mm512_loadu_ps(keymask + j), shift));
     const bool odd = rows % DEPTH;  // the last 32 keys have only 16 columns of scores
     const int64_t whole = depth - (odd ? DEPTH : 0);
     for (int64_t r = 0; r < valid; ++r) {

@@ -33,7 +33,7 @@ static inline vf vabs(vf x) {
 // ATen's formula made it 51 (objdump), and the kernel took 0.198 s of a 2,000-pair pass where it took 0.342
 // (benchmarks/PROFILE.md, session 17). The piece's own coordinate from AVX-512's vreduceps, and codes from one
 // multiply-add and a saturating narrowing (store_codes), took the GELU kernel to 0.93x the time (session 19); twice
-// GELU, with |x| clamped by one vrangeps, 4 instructions fewer (session 20).
+// GELU, with |x| clamped by one vrangeps, two instructions fewer, and the dequantising one fewer (session 20).
 constexpr int SEGMENTS = 32;
 constexpr double TOP = 5.5;
 
