@@ -4,7 +4,8 @@ output layers with their LayerNorm (`stance_amx_linear_norm`) and the query-key-
 (`stance_amx_qkv_attention`), at one compiled batch's rows and all-MiniLM-L6-v2's widths. REV's
 model/kernels are exported to a temporary folder and built as the working tree's are; REV's kernels must take
 the same arguments (session 19 on). With --cut-off, each side's GELU and LayerNorm kernels are built with the
-steps after their GEMM cut off (each row returns at once), which splits their time into the GEMM's and the rest's.
+steps after their GEMM cut off (each row returns at once), which splits their time into the GEMM's and the rest's;
+their outputs are then never written, so the codes compared for them mean nothing.
 
     .venv/bin/python benchmarks/kernel_revisions.py --against REV [--rows 1464] [--rounds 11] [--calls 40]
         [--threads 2] [--cut-off] [--out FILE]
