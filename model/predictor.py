@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BertConfig
 
-from model import fused_attention, io
+from model import amx_encoder, fused_attention, io
 from model.actors import Actor, ActorFinder, ActorSpec
 from model.bert import BertEncoder
 from model.encoding import MARKER_TOKENS, Encoded, PairEncoder, collate, length_sorted_batches
@@ -354,9 +354,14 @@ class StancePredictor:
             if encoder.attention == "fused":
                 # On AMX, the int8 query-key-value layer, attention and the next layer's quantisation in one kernel.
                 fuse_attention(encoder)
-            # Without inductor's checks of each custom op's output sizes and strides (about 250 calls a batch, which
-            # the ops' tests cover): 1.02-1.04x the pairs/s (benchmarks/PROFILE.md, session 19).
-            compiled = torch.compile(encoder.forward, dynamic=True, options={"size_asserts": False})
+            if amx_encoder.fits(encoder):
+                # Every step in our AMX kernels: called in a chain from Python, there is nothing to compile, and a
+                # batch skips dynamo's guards and the graph's wrapper (model/amx_encoder.py).
+                compiled = amx_encoder.AmxEncoder(encoder)
+            else:
+                # Without inductor's checks of each custom op's output sizes and strides (about 250 calls a batch,
+                # which the ops' tests cover): 1.02-1.04x the pairs/s (benchmarks/PROFILE.md, session 19).
+                compiled = torch.compile(encoder.forward, dynamic=True, options={"size_asserts": False})
             # Inside inference_mode, as in scoring: tensors made outside it would compile a second graph.
             with torch.inference_mode(), self._autocast():
                 warm_up = self.to_batch(self.encode_sentences(["Warm-up.", "Warm-up."]))

@@ -183,32 +183,19 @@ static float sum4(const __m512 parts[4]) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(parts[0], parts[1]), _mm512_add_ps(parts[2], parts[3])));
 }
 
-// One row of linear_norm (below): `sums` its n int32 sums, `residual`, `hidden` and `codes` at the row. Its own
-// function, with every pointer an argument: as a lambda reading them through its captures, each vector reloaded
-// them (a code's byte store may alias anything): 534 scalar movs in the kernel's OpenMP function, 147 after.
+// The second half of a LayerNorm row, shared by norm_row and embed_row: `y` holds the row's width values, `total`
+// and `squares` four partial sums of them and of their squares; normalises them (gamma, beta, eps) into `hidden`,
+// and their product with `next_scale` (null for none) into the row's codes. Every pointer is an argument: as a
+// lambda reading them through its captures, each vector reloaded them (a code's byte store may alias anything): 534
+// scalar movs in the LayerNorm kernel's OpenMP function, 147 after (session 20).
 template <int V>
-static inline void norm_row(const int32_t* sums, RowVectors<V>& y, int64_t width, float row_scale, float row_offset,
-                            const float* column_scale, const float* weight_sum, const float* bias,
-                            const float* residual, const float* gamma, const float* beta, const float* next_scale,
-                            float eps, int zero_point, float* hidden, uint8_t* codes, float* out_scale,
-                            float* out_offset) {
+static inline void norm_codes(RowVectors<V>& y, const __m512 total[4], const __m512 squares[4], int64_t width,
+                              const float* gamma, const float* beta, const float* next_scale, float eps,
+                              int zero_point, float* hidden, uint8_t* codes, float* out_scale, float* out_offset) {
     const int64_t vectors = (width + 15) / 16;
-    const __m512 scale = _mm512_set1_ps(row_scale), offset = _mm512_set1_ps(row_offset);
-    // The mean and the mean square in one pass (session 20: 0.93x the attention-output kernel's time, before the
-    // pointers above were arguments). A row's squared mean is small next to its mean square, so their difference
-    // keeps its digits (the tests compare with torch's LayerNorm); the floor at 0 guards the rounding.
-    __m512 total[4] = {}, squares[4] = {};
-#pragma GCC unroll 24
-    for (int64_t c = 0; c < vectors; ++c) {
-        const __mmask16 mask = lanes(width - 16 * c);
-        const __m512 sum = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, sums + 16 * c));
-        __m512 v = _mm512_fmadd_ps(_mm512_mul_ps(sum, _mm512_maskz_loadu_ps(mask, column_scale + 16 * c)), scale,
-                                   _mm512_mul_ps(offset, _mm512_maskz_loadu_ps(mask, weight_sum + 16 * c)));
-        if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias + 16 * c));
-        y[c] = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, residual + 16 * c));
-        total[c % 4] = _mm512_add_ps(total[c % 4], y[c]);  // masked-off lanes are 0
-        squares[c % 4] = _mm512_fmadd_ps(y[c], y[c], squares[c % 4]);
-    }
+    // The mean and the mean square from one pass (session 20: 0.93x the attention-output kernel's time, before the
+    // pointers were arguments). A row's squared mean is small next to its mean square, so their difference keeps
+    // its digits (the tests compare with torch's LayerNorm); the floor at 0 guards the rounding.
     const float mean = sum4(total) / width;
     const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(std::fmax(sum4(squares) / width - mean * mean, 0.0f) + eps));
     const __m512 shift = _mm512_set1_ps(-mean);
@@ -233,6 +220,83 @@ static inline void norm_row(const int32_t* sums, RowVectors<V>& y, int64_t width
     for (int64_t c = 0; c < vectors; ++c) row_codes.store(y[c], zero_point, codes + 16 * c, lanes(width - 16 * c));
     *out_scale = row_codes.scale;
     *out_offset = row_codes.offset;
+}
+
+// One row of linear_norm (below): `sums` its n int32 sums, `residual`, `hidden` and `codes` at the row.
+template <int V>
+static inline void norm_row(const int32_t* sums, RowVectors<V>& y, int64_t width, float row_scale, float row_offset,
+                            const float* column_scale, const float* weight_sum, const float* bias,
+                            const float* residual, const float* gamma, const float* beta, const float* next_scale,
+                            float eps, int zero_point, float* hidden, uint8_t* codes, float* out_scale,
+                            float* out_offset) {
+    const int64_t vectors = (width + 15) / 16;
+    const __m512 scale = _mm512_set1_ps(row_scale), offset = _mm512_set1_ps(row_offset);
+    __m512 total[4] = {}, squares[4] = {};
+#pragma GCC unroll 24
+    for (int64_t c = 0; c < vectors; ++c) {
+        const __mmask16 mask = lanes(width - 16 * c);
+        const __m512 sum = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, sums + 16 * c));
+        __m512 v = _mm512_fmadd_ps(_mm512_mul_ps(sum, _mm512_maskz_loadu_ps(mask, column_scale + 16 * c)), scale,
+                                   _mm512_mul_ps(offset, _mm512_maskz_loadu_ps(mask, weight_sum + 16 * c)));
+        if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias + 16 * c));
+        y[c] = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, residual + 16 * c));
+        total[c % 4] = _mm512_add_ps(total[c % 4], y[c]);  // masked-off lanes are 0
+        squares[c % 4] = _mm512_fmadd_ps(y[c], y[c], squares[c % 4]);
+    }
+    norm_codes<V>(y, total, squares, width, gamma, beta, next_scale, eps, zero_point, hidden, codes, out_scale,
+                  out_offset);
+}
+
+// One row of embed_codes (below): the sum of its word, token type and position embeddings' rows, in
+// model/bert.py's order ((word + token type) + position).
+template <int V>
+static inline void embed_row(const float* word, const float* token_type, const float* position, RowVectors<V>& y,
+                             int64_t width, const float* gamma, const float* beta, const float* next_scale, float eps,
+                             int zero_point, float* hidden, uint8_t* codes, float* out_scale, float* out_offset) {
+    const int64_t vectors = (width + 15) / 16;
+    __m512 total[4] = {}, squares[4] = {};
+#pragma GCC unroll 24
+    for (int64_t c = 0; c < vectors; ++c) {
+        const __mmask16 mask = lanes(width - 16 * c);
+        const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, word + 16 * c),
+                                       _mm512_maskz_loadu_ps(mask, token_type + 16 * c));
+        y[c] = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, position + 16 * c));
+        total[c % 4] = _mm512_add_ps(total[c % 4], y[c]);
+        squares[c % 4] = _mm512_fmadd_ps(y[c], y[c], squares[c % 4]);
+    }
+    norm_codes<V>(y, total, squares, width, gamma, beta, next_scale, eps, zero_point, hidden, codes, out_scale,
+                  out_offset);
+}
+
+// BERT's embeddings for the int8 path (model/bert.py's Embeddings, scoring): each token's word, token type and
+// position embeddings summed (`ids` and `types` [rows], sequences of `length` tokens, so row i is at position
+// i % length), through the LayerNorm (gamma, beta, eps) into `hidden` [rows, n], and quantised for the first
+// query-key-value layer as linear_norm quantises for the next layer (next_scale its smoothing, null for none).
+template <int V>
+static void embed_codes(const int64_t* ids, const int64_t* types, const float* word, const float* token_type,
+                        const float* position, const float* gamma, const float* beta, const float* next_scale,
+                        float* hidden, uint8_t* codes, float* out_scale, float* out_offset, int64_t rows,
+                        int64_t length, int64_t n, float eps, int zero_point, int threads) {
+    const int64_t width = V ? 16 * V : n;
+#pragma omp parallel num_threads(threads)
+    {
+        RowVectors<V> y(width);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < rows; ++i)
+            embed_row<V>(word + ids[i] * width, token_type + types[i] * width, position + i % length * width, y,
+                         width, gamma, beta, next_scale, eps, zero_point, hidden + i * width, codes + i * width,
+                         out_scale + i, out_offset + i);
+    }
+}
+
+extern "C" void stance_amx_embed_codes(const int64_t* ids, const int64_t* types, const float* word,
+                                       const float* token_type, const float* position, const float* gamma,
+                                       const float* beta, const float* next_scale, float* hidden, uint8_t* codes,
+                                       float* out_scale, float* out_offset, int64_t rows, int64_t length, int64_t n,
+                                       float eps, int zero_point, int threads) {
+    auto run = n == 16 * 24 ? embed_codes<24> : embed_codes<0>;
+    run(ids, types, word, token_type, position, gamma, beta, next_scale, hidden, codes, out_scale, out_offset, rows,
+        length, n, eps, zero_point, threads);
 }
 
 // BERT's attention-output and feed-forward-output step from AMX's sums, for a layer whose LayerNorm feeds another
@@ -280,6 +344,9 @@ extern "C" void stance_amx_linear_norm(const uint8_t*, const int8_t*, const int3
                                        const float*, const float*, float*, uint8_t*, float*, float*, int64_t, int64_t,
                                        int64_t, float, int, int) {}
 extern "C" void stance_amx_pack(const int8_t*, int8_t*, int64_t, int64_t) {}
+extern "C" void stance_amx_embed_codes(const int64_t*, const int64_t*, const float*, const float*, const float*,
+                                       const float*, const float*, const float*, float*, uint8_t*, float*, float*,
+                                       int64_t, int64_t, int64_t, float, int, int) {}
 extern "C" void stance_amx_linear(const uint8_t*, const int8_t*, const int32_t*, const float*, const float*,
                                   const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int,
                                   int) {}

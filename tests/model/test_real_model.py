@@ -6,6 +6,7 @@ import pytest
 
 from model import StancePredictor, default_model_path, fused_attention
 from model.actors import ActorSpec
+from model.amx_encoder import AmxEncoder
 from model.predictor import DocumentInput, compiler_found
 
 pytestmark = pytest.mark.real_model
@@ -107,6 +108,8 @@ def test_the_compiled_int8_path_runs_attention_in_the_amx_kernel_where_it_can(fa
         pytest.skip("for the compiled int8 path")
     fused = [layer.attention.self.emit_codes for layer in fast.network.encoder.encoder.layer]
     assert fused == [fused_attention.amx_attention_available()] * 6
+    # Then every step runs in the AMX kernels, chained from Python without torch.compile.
+    assert isinstance(fast.network.compiled_encoder, AmxEncoder) == fused_attention.amx_attention_available()
 
 
 def _agreement(fp32: StancePredictor, fast: StancePredictor, pairs) -> float:

@@ -1,0 +1,123 @@
+import pytest
+import torch
+from transformers import BertConfig
+
+from model import amx_encoder, fused_attention
+from model.amx_encoder import AmxEncoder, fits
+from model.bert import BertEncoder
+from model.quant import fuse_attention, fuse_gelu, fuse_norms, quantize_encoder
+
+needs_amx_attention = pytest.mark.skipif(
+    not fused_attention.amx_attention_available(), reason="the AMX encoder needs AMX's int8 and bf16 tiles"
+)
+
+
+def fused_encoder(width=64, heads=2, layers=2, intermediate=128, seed=0, fuse=True) -> BertEncoder:
+    """A random int8 BERT on the AMX kernels, every step fused as StancePredictor.compile fuses them (unless not
+    `fuse`); head sizes of 32, which the AMX attention takes."""
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=300, hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=intermediate, max_position_embeddings=64, type_vocab_size=2,
+    )  # fmt: skip
+    encoder = BertEncoder(config).eval()
+    with torch.no_grad():  # LayerNorms and biases away from BERT's initial ones and zeros
+        for name, parameter in encoder.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                parameter.add_(torch.randn_like(parameter) * 0.2)
+    quantize_encoder(encoder, kernel="amx")
+    encoder.set_attention("fused")
+    if fuse:
+        fuse_gelu(encoder), fuse_norms(encoder), fuse_attention(encoder)
+    return encoder
+
+
+def tokens(batch, length, vocab=300, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (batch, length), generator=generator)
+    types = torch.randint(0, 2, (batch, length), generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for row in range(1, batch):  # sequences of different lengths, padded
+        mask[row, length - row % length :] = 0
+    return ids * mask, types * mask, mask
+
+
+@needs_amx_attention
+@pytest.mark.parametrize("width", [384, 64])  # 384: rows in registers; 64: any width
+def test_the_embeddings_kernel_is_the_embeddings_then_the_first_layers_quantising(width):
+    encoder = fused_encoder(width=width, heads=width // 32, intermediate=2 * width)
+    ids, types, _ = tokens(5, 23)
+    with torch.no_grad():
+        hidden, codes, scale, offset = AmxEncoder(encoder).embeddings(ids, types)
+        expected = encoder.embeddings(ids, types).reshape(-1, width)
+        rows = encoder.encoder.layer[0].attention.self.qkv._quantized(expected)
+    assert torch.allclose(hidden, expected, atol=1e-5)
+    # The LayerNorm's sums in another order: a code a step off only where a value sits that close to a tie.
+    step = (codes.int() - rows.codes.int()).abs()
+    assert step.max() <= 1 and step.float().mean() < 2e-3
+    assert torch.allclose(scale, rows.scale.view(-1), rtol=1e-5)
+    assert torch.allclose(offset, rows.offset.view(-1), atol=1e-5)
+
+
+@needs_amx_attention
+@pytest.mark.parametrize(("batch", "length"), [(6, 21), (1, 1), (3, 40)])
+def test_the_amx_encoder_is_the_fused_encoders_forward(batch, length):
+    encoder = fused_encoder()
+    ids, types, mask = tokens(batch, length)
+    with torch.no_grad():
+        ours = AmxEncoder(encoder)(ids, mask, types).last_hidden_state
+        expected = encoder(ids, mask, types).last_hidden_state
+    assert ours.shape == expected.shape == (batch, length, 64)
+    # The same kernels but for the embeddings' and the last layer's LayerNorm, whose sums run in another order: where
+    # that moves a code a step, the rows after it move by about a step of the codes.
+    keep = mask.bool()
+    error = (ours - expected)[keep]
+    assert error.norm() / expected[keep].norm() < 0.01
+    assert error.abs().max() < 0.1
+
+
+@needs_amx_attention
+def test_the_amx_encoder_takes_no_token_types_as_all_zero():
+    encoder = AmxEncoder(fused_encoder())
+    ids, _, mask = tokens(2, 9)
+    with torch.no_grad():
+        assert torch.equal(encoder(ids, mask).last_hidden_state, encoder(ids, mask, torch.zeros_like(ids)).last_hidden_state)
+
+
+@needs_amx_attention
+def test_only_an_encoder_fused_throughout_fits():
+    assert fits(fused_encoder())
+    assert not fits(fused_encoder(fuse=False))
+    assert not fits(fused_encoder().train())
+    tiny_heads = fused_encoder(width=32, heads=2, intermediate=64)  # head size 16: attention stays in torch
+    assert not fits(tiny_heads)
+    with pytest.raises(ValueError, match=r"^AmxEncoder needs an int8 encoder on the amx kernel with every step fused"):
+        AmxEncoder(tiny_heads)
+
+
+def test_without_the_kernels_nothing_fits(monkeypatch):
+    monkeypatch.setattr(amx_encoder, "_embed_codes_kernel", lambda: None)
+    encoder = BertEncoder(BertConfig(vocab_size=30, hidden_size=64, num_hidden_layers=1, num_attention_heads=2))
+    encoder.set_attention("fused")
+    assert not fits(encoder.eval())
+
+
+OUT_OF_RANGE = "an index is out of range for an embedding table of {} rows"
+NO_TYPES = torch.zeros(1, 2, dtype=torch.long)
+
+
+@needs_amx_attention
+@pytest.mark.parametrize(
+    ("ids", "types", "message"),
+    [
+        (torch.tensor([[1, 300]]), NO_TYPES, OUT_OF_RANGE.format(300)),
+        (torch.tensor([[1, -1]]), NO_TYPES, OUT_OF_RANGE.format(300)),
+        (torch.tensor([[1, 2]]), torch.tensor([[0, 2]]), OUT_OF_RANGE.format(2)),
+        (torch.ones(1, 65, dtype=torch.long), torch.zeros(1, 65, dtype=torch.long), "sequences of 65 tokens are longer than the 64 positions"),  # noqa: E501
+    ],
+)  # fmt: skip
+def test_the_amx_encoder_refuses_indices_outside_its_tables(ids, types, message):
+    # The kernel reads the tables unchecked: nn.Embedding raises for these, and so must it.
+    encoder = AmxEncoder(fused_encoder())
+    with pytest.raises(IndexError, match=f"^{message}$"):
+        encoder(ids, torch.ones_like(ids), types)
