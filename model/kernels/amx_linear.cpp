@@ -100,39 +100,54 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
 constexpr int64_t DEPTH_CHUNK = 8;
 
 // `row(sums, i, scratch)` on each row i of the int32 sums of codes [rows, k] times the packed weights, less the zero
-// point's share (`sums`: the row's n sums), a stripe's whole rows at a time while they are in cache, so that the
-// [rows, n] sums are never written out. `Scratch` is each thread's own, made from n.
-template <class Scratch, class Row>
+// point's share (`sums`: the row's n sums), up to TOGETHER stripes' whole rows at a time while they are in cache, so
+// that the [rows, n] sums are never written out. `Scratch` is each thread's own, made from n. Stripes multiplied
+// together load each block's weights from L2 for the first only, from L1 for the others, but their sums take
+// TOGETHER times the cache for the rows' step.
+template <class Scratch, int64_t TOGETHER, class Row>
 static void stripe_rows(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums, int64_t rows,
                         int64_t k, int64_t n, int zero_point, int threads, Row row) {
     const int64_t depth = round_up(k, 64), depth_tiles = depth / 64, stripes = (rows + STRIPE - 1) / STRIPE;
     const int64_t columns = round_up(n, BLOCK);
+    // Groups of at most TOGETHER stripes, as many for each thread, their sizes within one of each other: as even a
+    // share of stripes for each thread as one stripe at a time gives.
+    const int64_t groups = round_up((stripes + TOGETHER - 1) / TOGETHER, threads);
 #pragma omp parallel num_threads(threads)
     {
         _tile_loadconfig(&TILES);
         const TileVector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
-        TileVector<int32_t> sums(STRIPE * columns);
-        TileVector<uint8_t> padded;
+        TileVector<int32_t> sums(TOGETHER * STRIPE * columns);
+        TileVector<uint8_t> padded[TOGETHER];
         Scratch scratch(n);
 #pragma omp for schedule(static)
-        for (int64_t stripe = 0; stripe < stripes; ++stripe) {
-            const int64_t first = stripe * STRIPE, valid = std::min<int64_t>(STRIPE, rows - first);
-            int64_t stride;
-            const uint8_t* a = stripe_codes(codes, first, valid, k, depth, padded, stride);
+        for (int64_t group = 0; group < groups; ++group) {
+            const int64_t stripe = group * stripes / groups, count = (group + 1) * stripes / groups - stripe;
+            const uint8_t* a[TOGETHER];
+            int64_t stride[TOGETHER];
+            for (int64_t s = 0; s < count; ++s) {
+                const int64_t first = (stripe + s) * STRIPE;
+                a[s] = stripe_codes(codes, first, std::min<int64_t>(STRIPE, rows - first), k, depth, padded[s],
+                                    stride[s]);
+            }
             for (int64_t from = 0; from < depth_tiles; from += DEPTH_CHUNK)
-                for (int64_t column = 0; column < n; column += BLOCK) {
-                    // The shift first, then the sums of the depths before.
-                    if (from == 0) load_block(shift.data() + column, 0);
-                    else load_block(sums.data() + column, columns);
-                    multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, from,
-                                   std::min(depth_tiles, from + DEPTH_CHUNK));
-                    store_block(sums.data() + column, columns);
-                }
-            for (int64_t r = 0; r < valid; ++r) row(sums.data() + r * columns, first + r, scratch);
+                for (int64_t column = 0; column < n; column += BLOCK)
+                    for (int64_t s = 0; s < count; ++s) {
+                        int32_t* block = sums.data() + s * STRIPE * columns + column;
+                        // The shift first, then the sums of the depths before.
+                        if (from == 0) load_block(shift.data() + column, 0);
+                        else load_block(block, columns);
+                        multiply_block(a[s], stride[s], weight_tiles(packed, column, depth_tiles), depth_tiles, from,
+                                       std::min(depth_tiles, from + DEPTH_CHUNK));
+                        store_block(block, columns);
+                    }
+            for (int64_t r = 0; r < std::min(count * STRIPE, rows - stripe * STRIPE); ++r)
+                row(sums.data() + r * columns, stripe * STRIPE + r, scratch);
         }
         _tile_release();
     }
 }
+
+constexpr int64_t GELU_TOGETHER = 2;
 
 // gelu_codes_row's tables and scratch.
 struct GeluScratch {
@@ -152,7 +167,7 @@ extern "C" void stance_amx_gelu_codes(const uint8_t* codes, const int8_t* packed
                                       const float* weight_sum, const float* bias, uint8_t* out_codes, float* out_scale,
                                       float* out_offset, int64_t rows, int64_t k, int64_t n, int zero_point,
                                       int threads) {
-    stripe_rows<GeluScratch>(codes, packed, column_sums, rows, k, n, zero_point, threads,
+    stripe_rows<GeluScratch, GELU_TOGETHER>(codes, packed, column_sums, rows, k, n, zero_point, threads,
                              [&](const int32_t* sums, int64_t i, GeluScratch& s) {
                                  gelu_codes_row(sums, column_scale, row_scale[i], row_offset[i], weight_sum, bias, n,
                                                 zero_point, s.tables, s.gelu.data(), s.tail.data(), out_codes + i * n,
@@ -314,7 +329,7 @@ static void linear_norm(const uint8_t* codes, const int8_t* packed, const int32_
                         float* out_scale, float* out_offset, int64_t rows, int64_t k, int64_t n, float eps,
                         int zero_point, int threads) {
     const int64_t width = V ? 16 * V : n;
-    stripe_rows<RowVectors<V>>(codes, packed, column_sums, rows, k, width, zero_point, threads,
+    stripe_rows<RowVectors<V>, 1>(codes, packed, column_sums, rows, k, width, zero_point, threads,
                                [&](const int32_t* sums, int64_t i, RowVectors<V>& y) {
                                    norm_row<V>(sums, y, width, row_scale[i], row_offset[i], column_scale, weight_sum,
                                                bias, residual + i * width, gamma, beta, next_scale, eps, zero_point,

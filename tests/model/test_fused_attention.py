@@ -288,7 +288,7 @@ def test_the_amx_kernel_gives_the_integer_products_dequantised(rows, depth, colu
 
 
 @needs_amx
-@pytest.mark.parametrize("rows", [1, 37, 70])
+@pytest.mark.parametrize("rows", [1, 37, 70, 200])  # stripes of 32 rows, two at a time: 1, 2, 1 + 2, 1 + 3 × 2
 def test_the_amx_kernels_gelu_codes_equal_gelu_codes_of_its_products(rows):
     # 1,541 columns: the last block and the GELU step's scalar tail.
     codes, weights, column_sums, products = amx_inputs(rows, 384, 1541, 128, seed=1)
