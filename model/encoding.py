@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,19 +95,24 @@ class PairEncoder:
         start_id, end_id = self.marker_ids
         out = [self.cls_id]
         focus: list[int] = []
-        positions: list[int] = []
-        starts = {s for s, _ in spans}
-        ends = {e for _, e in spans}
-        for i in range(lo, hi):
-            if i in starts:
+        # The window's tokens a slice at a time, with a marker before each span's first token and after its last
+        # where they fall in the window (spans are sorted and apart); out[1 + i - lo + shift[i]] is token i.
+        cursor, marked, hi = lo, [], max(lo, hi)  # no tokens at all where the actor leaves no room
+        for first, last in spans:
+            if lo <= first < hi:
+                out += ids[cursor:first]
+                cursor = first
                 focus.append(len(out))
                 out.append(start_id)
-            if i in other_tokens:
-                positions.append(len(out))
-            out.append(ids[i])
-            if i in ends:
+                marked.append(first)
+            if lo <= last < hi:
+                out += ids[cursor : last + 1]
+                cursor = last + 1
                 out.append(end_id)
+                marked.append(last + 1)
+        out += ids[cursor:hi]
         out.append(self.sep_id)
+        positions = [1 + i - lo + bisect.bisect_right(marked, i) for i in sorted(other_tokens) if lo <= i < hi]
         types = [0] * len(out)
         if actor_ids:
             if not focus:
@@ -146,12 +153,18 @@ def collate(items: Sequence[Encoded], pad_id: int, with_other: bool = False, mul
 
     `with_other` adds the second actor's mask.
     """
-    width = -(-max(len(e.input_ids) for e in items) // multiple) * multiple
+    lengths = [len(e.input_ids) for e in items]
+    width = -(-max(lengths) // multiple) * multiple
     n = len(items)
-    # Padded as lists and made into tensors at once: a tensor per item and row took 2-3% of a compiled scoring pass.
-    input_ids = torch.tensor([[*e.input_ids, *[pad_id] * (width - len(e.input_ids))] for e in items], dtype=torch.long)
-    token_type_ids = torch.tensor([[*e.token_type_ids, *[0] * (width - len(e.input_ids))] for e in items], dtype=torch.long)
-    attention_mask = (torch.arange(width)[None, :] < torch.tensor([len(e.input_ids) for e in items])[:, None]).long()
+    # Padded into flat int64 buffers that become tensors without a copy: a tensor per item and row took 2-3% of a
+    # compiled scoring pass, nested lists 1.5x the time of these (benchmarks/PROFILE.md, session 21).
+    input_ids = _padded([e.input_ids for e in items], lengths, width, pad_id)
+    # Token types are all 0 without a second segment (the markers format): no need to pad them one by one.
+    if any(map(any, (e.token_type_ids for e in items))):
+        token_type_ids = _padded([e.token_type_ids for e in items], lengths, width, 0)
+    else:
+        token_type_ids = torch.zeros((n, width), dtype=torch.long)
+    attention_mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
     focus_mask = _marks(items, "focus", n, width)
     batch = {
         "input_ids": input_ids,
@@ -162,6 +175,16 @@ def collate(items: Sequence[Encoded], pad_id: int, with_other: bool = False, mul
     if with_other:
         batch["other_mask"] = _marks(items, "other", n, width)
     return batch
+
+
+def _padded(rows: Sequence[Sequence[int]], lengths: Sequence[int], width: int, pad: int) -> torch.Tensor:
+    """[len(rows), width] int64: each row, then `pad` up to the width."""
+    flat = array("q")
+    padding = [pad] * width
+    for row, length in zip(rows, lengths, strict=True):
+        flat.extend(row)
+        flat.extend(padding[: width - length])
+    return torch.frombuffer(flat, dtype=torch.long).view(len(rows), width)
 
 
 def _marks(items: Sequence[Encoded], field: str, n: int, width: int) -> torch.Tensor:

@@ -77,6 +77,40 @@ def test_long_sentence_window_is_centred_on_the_mention(tokenizer):
     assert toks[marker + 1 : marker + 3] == ["ac", "##me"]
 
 
+def test_the_other_actors_tokens_are_found_past_the_markers(tokenizer):
+    enc = PairEncoder(tokenizer, "markers", 64)
+    text = "Moscow blamed Kyiv, and Moscow said Kyiv lied."
+    out = enc.encode_pair(text, "Ukraine", [(14, 18), (36, 40)], other=[(0, 6), (24, 30)])
+    toks = tokens(tokenizer, out.input_ids)
+    assert [toks[i] for i in out.other] == ["moscow", "moscow"]
+    assert [toks[i + 1] for i in out.focus] == ["kyiv", "kyiv"]
+    # Right after a mention's end marker, and right before a start marker.
+    out = enc.encode_pair("Kyiv Moscow Kyiv.", "Ukraine", [(0, 4), (12, 16)], other=[(5, 11)])
+    toks = tokens(tokenizer, out.input_ids)
+    assert toks == ["[CLS]", "[unused0]", "kyiv", "[unused1]", "moscow", "[unused0]", "kyiv", "[unused1]", ".", "[SEP]"]
+    assert out.other == (4,)
+
+
+def test_the_other_actors_tokens_outside_the_window_are_left_out(tokenizer):
+    enc = PairEncoder(tokenizer, "markers", 32)
+    words = ["word"] * 200
+    words[10], words[150] = "Moscow", "Acme"
+    text = " ".join(words)
+    start, other = text.index("Acme"), text.index("Moscow")
+    inside = text.index("word", start + 10)
+    out = enc.encode_pair(text, "Acme", [(start, start + 4)], other=[(other, other + 6), (inside, inside + 4)])
+    assert [tokens(tokenizer, out.input_ids)[i] for i in out.other] == ["word"]
+
+
+def test_an_actor_that_fills_the_window_leaves_no_sentence_tokens(tokenizer):
+    # max_length 16 and a 16-token actor in the second segment: no room for the sentence.
+    enc = PairEncoder(tokenizer, "pair", 16)
+    actor = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    out = enc.encode_pair("Some sentence about it.", actor, [])
+    assert out.input_ids[:2] == [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    assert out.token_type_ids[:2] == [0, 0] and len(out.input_ids) == 2 + 16 + 1
+
+
 def test_sentence_encoding_truncates_to_the_window(tokenizer):
     enc = PairEncoder(tokenizer, "markers", 16)
     out = enc.encode_sentence("word " * 100)
