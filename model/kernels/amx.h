@@ -130,4 +130,8 @@ struct RowCodes {
     void store(__m512 x, int zero_point, uint8_t* to, __mmask16 mask) const {
         _mm_mask_storeu_epi8(to, mask, codes16(x, inverse, shift, zero_point));
     }
+    // The codes of 64 values into `to`.
+    void store64(__m512 x0, __m512 x1, __m512 x2, __m512 x3, int zero_point, uint8_t* to) const {
+        _mm512_storeu_si512(to, codes64(x0, x1, x2, x3, inverse, shift, zero_point));
+    }
 };

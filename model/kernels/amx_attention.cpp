@@ -326,7 +326,11 @@ void one_sequence(const uint16_t* qkv, const float* mask, const float* next_scal
             high = _mm512_max_ps(high, v);
         }
         const RowCodes row_codes(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), zero_point);
-        for (int64_t c = 0; c < width; c += 16)
+        int64_t c = 0;
+        for (; c + 64 <= width; c += 64)
+            row_codes.store64(_mm512_loadu_ps(x + c), _mm512_loadu_ps(x + c + 16), _mm512_loadu_ps(x + c + 32),
+                              _mm512_loadu_ps(x + c + 48), zero_point, codes + i * width + c);
+        for (; c < width; c += 16)
             row_codes.store(_mm512_loadu_ps(x + c), zero_point, codes + i * width + c, 0xffff);
         out_scale[i] = row_codes.scale;
         out_offset[i] = row_codes.offset;

@@ -84,6 +84,9 @@ static inline int64_t store_codes(const vf* twice, int64_t n, float middle, floa
                                   uint8_t* codes) {
     const __m512 scale = _mm512_set1_ps(inverse / 2), shift = _mm512_set1_ps(zero_point - middle * inverse);
     int64_t c = 0;
+    for (; c + 4 * W <= n; c += 4 * W)
+        _mm512_storeu_si512(codes + c, codes64((__m512)twice[c / W], (__m512)twice[c / W + 1], (__m512)twice[c / W + 2],
+                                               (__m512)twice[c / W + 3], scale, shift, zero_point));
     for (; c + W <= n; c += W)
         _mm_storeu_si128((__m128i*)(codes + c), codes16((__m512)twice[c / W], scale, shift, zero_point));
     return c;

@@ -33,6 +33,22 @@ static inline __m128i codes16(__m512 x, __m512 inverse, __m512 shift, int zero_p
                                        _mm512_set1_epi32(zero_point - INT8_MAX_I));
     return zero_point ? _mm512_cvtusepi32_epi8(q) : _mm512_cvtsepi32_epi8(q);
 }
+
+// The codes of 64 values, x0's 16 first, as four codes16 give them, in one vector: two packs to 16 bits with
+// signed saturation (each code's value fits), one to 8 bits, and a permute back into order, where codes16's
+// narrowing takes two uops of the shuffle port for each 16 values.
+static inline __m512i codes64(__m512 x0, __m512 x1, __m512 x2, __m512 x3, __m512 inverse, __m512 shift,
+                              int zero_point) {
+    const __m512 x[4] = {x0, x1, x2, x3};
+    __m512i q[4];
+    for (int j = 0; j < 4; ++j)
+        q[j] = _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_fmadd_ps(x[j], inverse, shift)),
+                                _mm512_set1_epi32(zero_point - INT8_MAX_I));
+    const __m512i low = _mm512_packs_epi32(q[0], q[1]), high = _mm512_packs_epi32(q[2], q[3]);
+    // Each 128-bit lane i now holds 4 codes of each of q[0..3], in that order: put lane i's group of q[j] at 4j + i.
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(order, zero_point ? _mm512_packus_epi16(low, high) : _mm512_packs_epi16(low, high));
+}
 #endif
 
 // x - 0 is x for every x, so this compiles to a bare broadcast (folded into the FMAs that use it); 0 + x is not (-0),
