@@ -37,6 +37,8 @@ AMX_GELU_CODES_ARGS = (*[ctypes.c_void_p] * 11, *[ctypes.c_int64] * 3, ctypes.c_
 AMX_LINEAR_NORM_ARGS = (*[ctypes.c_void_p] * 16, *[ctypes.c_int64] * 3, ctypes.c_float, ctypes.c_int, ctypes.c_int)
 AMX_ATTENTION_SOURCE = SOURCE.parent / "amx_attention.cpp"
 AMX_QKV_ATTENTION_ARGS = (*[ctypes.c_void_p] * 13, *[ctypes.c_int64] * 5, ctypes.c_float, ctypes.c_int, ctypes.c_int)
+POOLING_SOURCE = SOURCE.parent / "pooling.cpp"
+MASKED_MEANS_ARGS = (*[ctypes.c_void_p] * 3, *[ctypes.c_int64] * 4, ctypes.c_int)
 # The head sizes the AMX attention takes: multiples of a bf16 tile's depth.
 AMX_HEAD_MULTIPLE = 32
 # What AMX's tiles take: weights padded to a multiple of AMX_DEPTH rows (input features) and AMX_COLUMNS columns.
@@ -404,7 +406,27 @@ def _(
 def available() -> bool:
     """Whether the kernels are built and loaded (the first call builds them, a second or two, or loads them from the
     cache)."""
-    return _kernel() is not None and _gelu_codes_kernel() is not None
+    return _kernel() is not None and _gelu_codes_kernel() is not None and _masked_means_kernel() is not None
+
+
+def _masked_means_kernel() -> Callable[..., None] | None:
+    return _built(POOLING_SOURCE, "stance_masked_means", MASKED_MEANS_ARGS)
+
+
+def masked_means(hidden: torch.Tensor, *masks: torch.Tensor) -> torch.Tensor:
+    """`model.network.masked_means` (each mask's mean of the [batch, length, width] float32 `hidden` rows, side by
+    side) in one kernel (`model/kernels/pooling.cpp`), for scoring: no gradient flows back."""
+    kernel = _masked_means_kernel()
+    if kernel is None:
+        raise RuntimeError("the pooling kernel is not available (see model.fused_attention.available)")
+    if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
+        raise ValueError("the pooling kernel takes float32 CPU rows")
+    batch, length, width = hidden.shape
+    rows = hidden.contiguous()
+    weights = torch.stack([mask.to(torch.float32) for mask in masks]).contiguous()
+    out = hidden.new_empty((batch, len(masks) * width))
+    kernel(rows.data_ptr(), weights.data_ptr(), out.data_ptr(), batch, length, width, len(masks), torch.get_num_threads())
+    return out
 
 
 def run(

@@ -55,6 +55,10 @@ class StanceNetwork(nn.Module):
         self.relation_head = relation_head(hidden, n_relation, dropout) if n_relation else None
         # The encoder's forward compiled for scoring (StancePredictor.compile); a plain function, not a submodule.
         self.compiled_encoder: Callable[..., object] | None = None
+        # The heads' pooling: masked_means, or with the scoring path compiled, the same in one CPU kernel
+        # (fused_attention.masked_means), where the batched matmul and the steps around it, right after the
+        # encoder's kernels, took 0.016 s of a 0.77 s 2,000-pair pass (benchmarks/PROFILE.md, session 21).
+        self.pool: Callable[..., torch.Tensor] = masked_means
 
     def _encode(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
         encoder = self.compiled_encoder or self.encoder
@@ -62,13 +66,13 @@ class StanceNetwork(nn.Module):
 
     def stance_logits(self, input_ids, attention_mask, token_type_ids, focus_mask) -> torch.Tensor:
         hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        pooled = masked_means(hidden, attention_mask, focus_mask) if self.with_sentence else masked_means(hidden, focus_mask)
+        pooled = self.pool(hidden, attention_mask, focus_mask) if self.with_sentence else self.pool(hidden, focus_mask)
         return self.stance_head(self.dropout(pooled))
 
     def relation_features(self, input_ids, attention_mask, token_type_ids, focus_mask, other_mask) -> torch.Tensor:
         """[sentence; target markers; holder tokens] from the target's marked stance pass."""
         hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        return masked_means(hidden, attention_mask, focus_mask, other_mask)
+        return self.pool(hidden, attention_mask, focus_mask, other_mask)
 
     def relation_logits(self, features: torch.Tensor) -> torch.Tensor:
         if self.relation_head is None:
@@ -77,4 +81,4 @@ class StanceNetwork(nn.Module):
 
     def sentiment_logits(self, input_ids, attention_mask, token_type_ids, focus_mask=None) -> torch.Tensor:
         hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        return self.sentiment_head(self.dropout(masked_means(hidden, attention_mask)))
+        return self.sentiment_head(self.dropout(self.pool(hidden, attention_mask)))

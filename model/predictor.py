@@ -62,6 +62,8 @@ BATCH_SIZE = 32
 # batching_compiled.json and inference.json, session 6); batches of 64 or 128 pairs were slower still in sessions 4-5.
 COMPILED_BATCH_SIZE = 256
 COMPILED_BATCH_TOKENS = 1536
+# Batches padded together ahead of the encoder (StancePredictor._scores): at most 16 x 256 pairs' inputs at once.
+PAD_AHEAD = 16
 PRECISION_HELP = (
     "auto: int8 when the encoder is compiled, else bf16 where it is faster than fp32 on this CPU, else fp32; fp32: exact; "
     "bf16; int8: int8 linear layers"
@@ -370,6 +372,8 @@ class StancePredictor:
             self.compile_status = "failed"
             raise
         self.network.compiled_encoder = compiled
+        if fused_attention.available() and self.precision != "bf16":  # the kernel takes float32 rows
+            self.network.pool = fused_attention.masked_means
         self.pad_multiple = COMPILED_PAD_MULTIPLE
         self.batch_size, self.batch_tokens = COMPILED_BATCH_SIZE, COMPILED_BATCH_TOKENS
         self.compile_status = "compiled"
@@ -444,21 +448,36 @@ class StancePredictor:
     @torch.inference_mode()
     def _logits(self, items: Sequence[Encoded], head: str, batch_size: int | None) -> torch.Tensor:
         n_labels = len(self.config.stance_labels if head == "stance" else self.config.sentiment_labels)
-        out = torch.empty((len(items), n_labels))
         forward = self.network.stance_logits if head == "stance" else self.network.sentiment_logits
+        return self._scores(forward, items, n_labels, batch_size)
+
+    def _scores(
+        self,
+        forward: Callable[..., torch.Tensor],
+        items: Sequence[Encoded],
+        width: int,
+        batch_size: int | None,
+        with_other: bool = False,
+    ) -> torch.Tensor:
+        """`forward` over `items` in length-sorted batches, as float32 rows [len(items), width] on the CPU in the
+        items' order. Batches are padded PAD_AHEAD at a time before they go through `forward`: padding a batch right
+        after the encoder's kernels, which leave the caches full of their own data, took 2.5x as long
+        (benchmarks/PROFILE.md, session 21)."""
+        out = torch.empty((len(items), width))
+        batches = self._batches(items, batch_size)
         with self._autocast():
-            for batch in self._batches(items, batch_size):
-                out[batch] = self._run(forward, [items[i] for i in batch])
+            for start in range(0, len(batches), PAD_AHEAD):
+                group = batches[start : start + PAD_AHEAD]
+                padded = [self._padded([items[i] for i in batch], with_other) for batch in group]
+                for batch, inputs in zip(group, padded, strict=True):
+                    out[batch] = forward(**inputs).float().cpu()[: len(batch)]
         return out
 
-    def _run(self, forward: Callable[..., torch.Tensor], items: list[Encoded], with_other: bool = False) -> torch.Tensor:
-        """`forward` on one batch, as float32 on the CPU. A batch of one goes in twice: torch.compile treats one row
-        as a new shape and would spend another 20 s compiling it (this holds even while a background compile is
-        being installed, and costs eager scoring next to nothing)."""
-        rows = len(items)
-        if rows == 1:
-            items = items * 2
-        return forward(**self.to_batch(items, with_other)).float().cpu()[:rows]
+    def _padded(self, items: list[Encoded], with_other: bool) -> dict[str, torch.Tensor]:
+        """One batch's padded inputs. A batch of one goes in twice: torch.compile treats one row as a new shape and
+        would spend another 20 s compiling it (this holds even while a background compile is being installed, and
+        costs eager scoring next to nothing)."""
+        return self.to_batch(items * 2 if len(items) == 1 else items, with_other)
 
     def stance_logits(self, pairs: Sequence[PairInput], batch_size: int | None = None) -> torch.Tensor:
         """Raw stance logits, one row per pair (no temperature)."""
@@ -487,12 +506,8 @@ class StancePredictor:
 
     @torch.inference_mode()
     def relation_features(self, relations: Sequence[RelationInput], batch_size: int | None = None) -> torch.Tensor:
-        items = self.encode_relations(relations)
-        out = torch.empty((len(items), 3 * self.network.encoder.config.hidden_size))
-        with self._autocast():
-            for batch in self._batches(items, batch_size):
-                out[batch] = self._run(self.network.relation_features, [items[i] for i in batch], with_other=True)
-        return out
+        width = 3 * self.network.encoder.config.hidden_size
+        return self._scores(self.network.relation_features, self.encode_relations(relations), width, batch_size, True)
 
     def relation_probabilities(self, relations: Sequence[RelationInput], batch_size: int | None = None) -> torch.Tensor:
         """Calibrated holder → target probabilities in `config.relation_labels` order."""

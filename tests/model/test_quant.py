@@ -6,6 +6,7 @@ from torch import nn
 
 from model import fused_attention
 from model.errors import InvalidInputError
+from model.network import masked_means
 from model.predictor import (
     BATCH_SIZE,
     COMPILED_BATCH_SIZE,
@@ -310,6 +311,8 @@ def test_the_compiled_default_matches_eager_and_compiles_once(tiny_model_dir):
     # The compiled path cuts batches by token count (up to 256 pairs), the eager path into 32 pairs.
     assert (compiled.batch_size, compiled.batch_tokens) == (COMPILED_BATCH_SIZE, COMPILED_BATCH_TOKENS) == (256, 1536)
     assert (eager.batch_size, eager.batch_tokens) == (BATCH_SIZE, None) == (32, None)
+    # The heads' pooling in one kernel once compiled.
+    assert (compiled.network.pool, eager.network.pool) == (fused_attention.masked_means, masked_means)
     pairs = [PairInput(f"Acme Corp hired {i} people and Trump praised it.", "Acme Corp", ((0, 9),)) for i in range(20)]
     texts = ["Trump praised it.", "A much longer sentence about Acme Corp, its workers and its many new plants."]
     assert torch.allclose(eager.stance_probabilities(pairs), compiled.stance_probabilities(pairs), atol=1e-4)
