@@ -20,11 +20,11 @@ from model import fused_attention
 from model.bert import EncoderOutput
 from model.quant import UINT8_ZERO, Int8Linear
 
-EMBED_CODES_ARGS = (*[ctypes.c_void_p] * 12, *[ctypes.c_int64] * 3, ctypes.c_float, ctypes.c_int, ctypes.c_int)
+EMBED_CODES_ARGS = (*[ctypes.c_void_p] * 14, *[ctypes.c_int64] * 5, ctypes.c_float, ctypes.c_int, ctypes.c_int)
 
 
 def _embed_codes_kernel():
-    return fused_attention._built(fused_attention.AMX_SOURCE, "stance_amx_embed_codes", EMBED_CODES_ARGS)
+    return fused_attention._built(fused_attention.AMX_SOURCE, "stance_amx_embed_codes", EMBED_CODES_ARGS, ctypes.c_int)
 
 
 def _amx(module: nn.Module) -> bool:
@@ -106,32 +106,42 @@ class AmxEncoder:
     def _norm(self, linear: Int8Linear, norm: nn.LayerNorm, next_scale: torch.Tensor | None) -> tuple:
         return (*self._weights(linear), *self._pointers(norm.weight, norm.bias, next_scale), norm.eps)
 
-    def _check(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> None:
-        # The kernel reads the tables at these indices unchecked, where nn.Embedding would raise.
-        vocab, types, positions = self.limits
-        for ids, limit in ((input_ids, vocab), (token_type_ids, types)):
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= limit):
-                raise IndexError(f"an index is out of range for an embedding table of {limit} rows")
-        if input_ids.shape[1] > positions:
-            raise IndexError(f"sequences of {input_ids.shape[1]} tokens are longer than the {positions} positions")
-
     def embeddings(
-        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The embeddings' LayerNorm of [batch, length] tokens as [batch × length, width] rows, and their codes for
-        the first query-key-value layer (with its smoothing, plus UINT8_ZERO) with each row's scale and offset."""
-        ids, types = (t.to(torch.int64).contiguous() for t in (input_ids, token_type_ids))
-        self._check(ids, types)
-        rows, n = ids.numel(), self.width
-        hidden, codes = torch.empty((rows, n)), torch.empty((rows, n), dtype=torch.uint8)
-        scale, offset = torch.empty(rows), torch.empty(rows)
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The embeddings' LayerNorm of [batch, length] tokens as [batch × length, width] rows, their codes for the
+        first query-key-value layer (with its smoothing, plus UINT8_ZERO) with each row's scale and offset, and the
+        attention's additive key mask [batch, length] (0 where attended, else the float32 minimum)."""
+        batch, length = input_ids.shape
+        rows = batch * length
+        hidden, codes = torch.empty((rows, self.width)), torch.empty((rows, self.width), dtype=torch.uint8)
+        scales = torch.empty((3, rows))
+        self._embed_into(input_ids, token_type_ids, attention_mask, hidden.data_ptr(), codes.data_ptr(), scales)
+        return hidden, codes, scales[0], scales[1], scales[2].view(batch, length)
+
+    def _embed_into(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: int,
+        codes: int, scales: torch.Tensor,
+    ) -> None:  # fmt: skip
+        """`embeddings` into the buffers at `hidden` and `codes`, the rows' scales, offsets and key mask into the
+        first three rows of `scales`."""
+        ids, types, attended = (t if t.dtype == torch.int64 and t.is_contiguous() else t.to(torch.int64).contiguous()
+                                for t in (input_ids, token_type_ids, attention_mask))  # fmt: skip
+        batch, length = ids.shape
+        words, token_types, positions = self.limits
+        if length > positions:
+            raise IndexError(f"sequences of {length} tokens are longer than the {positions} positions")
+        rows, scale = batch * length, scales.data_ptr()
         word, token_type, position, gamma, beta, next_scale, eps = self._embed
-        _embed_codes_kernel()(
-            ids.data_ptr(), types.data_ptr(), word, token_type, position, gamma, beta, next_scale, hidden.data_ptr(),
-            codes.data_ptr(), scale.data_ptr(), offset.data_ptr(), rows, ids.shape[1], n, eps, UINT8_ZERO,
-            torch.get_num_threads(),
+        # The kernel checks each index against its table, where nn.Embedding would raise.
+        outside = _embed_codes_kernel()(
+            ids.data_ptr(), types.data_ptr(), attended.data_ptr(), word, token_type, position, gamma, beta,
+            next_scale, hidden, codes, scale, scale + 4 * rows, scale + 8 * rows, rows, length, self.width, words,
+            token_types, eps, UINT8_ZERO, torch.get_num_threads(),
         )  # fmt: skip
-        return hidden, codes, scale, offset
+        for bit, limit in ((1, words), (2, token_types)):
+            if outside & bit:
+                raise IndexError(f"an index is out of range for an embedding table of {limit} rows")
 
     def __call__(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
@@ -139,33 +149,35 @@ class AmxEncoder:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         batch, length = input_ids.shape
-        rows, n, threads = batch * length, self.width, torch.get_num_threads()
-        keys = attention_mask.reshape(batch, length).bool()
-        mask = torch.zeros((batch, length)).masked_fill_(~keys, torch.finfo(torch.float32).min)
-        # Two hidden states (each step's residual and its output) and the codes of a layer's input, of the
-        # attention's output and of GELU's, each with its rows' scale and offset.
-        first, first_codes, *first_scales = self.embeddings(input_ids, token_type_ids)
-        hidden = [first, torch.empty_like(first)]
-        codes = [first_codes, *(torch.empty((rows, w), dtype=torch.uint8) for w in (n, self.intermediate))]
-        scales = [first_scales, *([torch.empty(rows), torch.empty(rows)] for _ in range(2))]
-        h, c = [t.data_ptr() for t in hidden], [t.data_ptr() for t in codes]
-        s = [(a.data_ptr(), b.data_ptr()) for a, b in scales]
+        rows, n, inner, threads = batch * length, self.width, self.intermediate, torch.get_num_threads()
+        # One buffer of each kind, in parts (a call of torch's costs more than its size here): two hidden states
+        # (each step's residual and its output); the codes of a layer's input, of the attention's output and of
+        # GELU's; each codes' rows' scales and offsets, and the key mask.
+        hidden = torch.empty((2, rows, n))
+        codes = torch.empty(rows * (2 * n + inner), dtype=torch.uint8)
+        scales = torch.empty((7, rows))
+        h0, c0, s0 = hidden.data_ptr(), codes.data_ptr(), scales.data_ptr()
+        h = [h0, h0 + 4 * rows * n]
+        c = [c0, c0 + rows * n, c0 + 2 * rows * n]
+        s = [(s0 + 4 * rows * i, s0 + 4 * rows * (i + 1)) for i in (0, 3, 5)]
+        self._embed_into(input_ids, token_type_ids, attention_mask, h[0], c[0], scales)
+        mask = s0 + 8 * rows
         attend = fused_attention._amx_qkv_attention_kernel()
         gelu = fused_attention._amx_gelu_codes_kernel()
         norm = fused_attention._amx_linear_norm_kernel()
         for qkv, attention_out, intermediate, output in self._layers:
             packed, column_sums, weight_scale, weight_sum, bias, after, scaling = qkv
             attend(
-                c[0], packed, column_sums, weight_scale, *s[0], weight_sum, bias, mask.data_ptr(), after,
+                c[0], packed, column_sums, weight_scale, *s[0], weight_sum, bias, mask, after,
                 c[1], *s[1], rows, n, 3 * n, batch, self.heads, scaling, UINT8_ZERO, threads,
             )  # fmt: skip
             self._linear_norm(norm, attention_out, c[1], s[1], h[0], h[1], c[0], s[0], rows, n, threads)
             packed, column_sums, weight_scale, weight_sum, bias = intermediate
             gelu(
                 c[0], packed, column_sums, weight_scale, *s[0], weight_sum, bias, c[2], *s[2],
-                rows, n, self.intermediate, UINT8_ZERO, threads,
+                rows, n, inner, UINT8_ZERO, threads,
             )  # fmt: skip
-            self._linear_norm(norm, output, c[2], s[2], h[1], h[0], c[0], s[0], rows, self.intermediate, threads)
+            self._linear_norm(norm, output, c[2], s[2], h[1], h[0], c[0], s[0], rows, inner, threads)
         return EncoderOutput(hidden[0].view(batch, length, n))
 
     def _linear_norm(self, kernel, step: tuple, codes: int, scales: tuple, residual: int, out: int, out_codes: int,

@@ -5,6 +5,7 @@
 // attention-output and feed-forward-output layers in the residual, LayerNorm and the next layer's codes. The GEMM
 // itself is amx.h's. Built and loaded by model/fused_attention.py; on a CPU without AMX it builds to a stub whose
 // init fails.
+#include <cfloat>
 #include <cstdint>
 
 #if defined(__AMX_INT8__) && defined(__AMX_TILE__)
@@ -287,31 +288,45 @@ static inline void embed_row(const float* word, const float* token_type, const f
 // position embeddings summed (`ids` and `types` [rows], sequences of `length` tokens, so row i is at position
 // i % length), through the LayerNorm (gamma, beta, eps) into `hidden` [rows, n], and quantised for the first
 // query-key-value layer as linear_norm quantises for the next layer (next_scale its smoothing, null for none).
+// Also the attention's additive key mask [rows] from the attention mask `attended` (0 where attended, else the
+// float32 minimum, as model/bert.py makes it). Returns 0, or where an index falls outside its table (`words` word
+// embeddings, `token_types` token types) 1 for a word, 2 for a token type, or both; those rows are left unwritten.
 template <int V>
-static void embed_codes(const int64_t* ids, const int64_t* types, const float* word, const float* token_type,
-                        const float* position, const float* gamma, const float* beta, const float* next_scale,
-                        float* hidden, uint8_t* codes, float* out_scale, float* out_offset, int64_t rows,
-                        int64_t length, int64_t n, float eps, int zero_point, int threads) {
+static int embed_codes(const int64_t* ids, const int64_t* types, const int64_t* attended, const float* word,
+                       const float* token_type, const float* position, const float* gamma, const float* beta,
+                       const float* next_scale, float* hidden, uint8_t* codes, float* out_scale, float* out_offset,
+                       float* key_mask, int64_t rows, int64_t length, int64_t n, int64_t words, int64_t token_types,
+                       float eps, int zero_point, int threads) {
     const int64_t width = V ? 16 * V : n;
-#pragma omp parallel num_threads(threads)
+    int outside = 0;
+#pragma omp parallel num_threads(threads) reduction(| : outside)
     {
         RowVectors<V> y(width);
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < rows; ++i)
+        for (int64_t i = 0; i < rows; ++i) {
+            key_mask[i] = attended[i] ? 0.0f : -FLT_MAX;
+            const int bad = (ids[i] < 0 || ids[i] >= words) | (types[i] < 0 || types[i] >= token_types) << 1;
+            if (bad) {
+                outside |= bad;
+                continue;
+            }
             embed_row<V>(word + ids[i] * width, token_type + types[i] * width, position + i % length * width, y,
                          width, gamma, beta, next_scale, eps, zero_point, hidden + i * width, codes + i * width,
                          out_scale + i, out_offset + i);
+        }
     }
+    return outside;
 }
 
-extern "C" void stance_amx_embed_codes(const int64_t* ids, const int64_t* types, const float* word,
-                                       const float* token_type, const float* position, const float* gamma,
-                                       const float* beta, const float* next_scale, float* hidden, uint8_t* codes,
-                                       float* out_scale, float* out_offset, int64_t rows, int64_t length, int64_t n,
-                                       float eps, int zero_point, int threads) {
+extern "C" int stance_amx_embed_codes(const int64_t* ids, const int64_t* types, const int64_t* attended,
+                                      const float* word, const float* token_type, const float* position,
+                                      const float* gamma, const float* beta, const float* next_scale, float* hidden,
+                                      uint8_t* codes, float* out_scale, float* out_offset, float* key_mask,
+                                      int64_t rows, int64_t length, int64_t n, int64_t words, int64_t token_types,
+                                      float eps, int zero_point, int threads) {
     auto run = n == 16 * 24 ? embed_codes<24> : embed_codes<0>;
-    run(ids, types, word, token_type, position, gamma, beta, next_scale, hidden, codes, out_scale, out_offset, rows,
-        length, n, eps, zero_point, threads);
+    return run(ids, types, attended, word, token_type, position, gamma, beta, next_scale, hidden, codes, out_scale,
+               out_offset, key_mask, rows, length, n, words, token_types, eps, zero_point, threads);
 }
 
 // BERT's attention-output and feed-forward-output step from AMX's sums, for a layer whose LayerNorm feeds another
@@ -359,9 +374,12 @@ extern "C" void stance_amx_linear_norm(const uint8_t*, const int8_t*, const int3
                                        const float*, const float*, float*, uint8_t*, float*, float*, int64_t, int64_t,
                                        int64_t, float, int, int) {}
 extern "C" void stance_amx_pack(const int8_t*, int8_t*, int64_t, int64_t) {}
-extern "C" void stance_amx_embed_codes(const int64_t*, const int64_t*, const float*, const float*, const float*,
-                                       const float*, const float*, const float*, float*, uint8_t*, float*, float*,
-                                       int64_t, int64_t, int64_t, float, int, int) {}
+extern "C" int stance_amx_embed_codes(const int64_t*, const int64_t*, const int64_t*, const float*, const float*,
+                                      const float*, const float*, const float*, const float*, float*, uint8_t*,
+                                      float*, float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, float, int,
+                                      int) {
+    return -1;
+}
 extern "C" void stance_amx_linear(const uint8_t*, const int8_t*, const int32_t*, const float*, const float*,
                                   const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int,
                                   int) {}

@@ -46,11 +46,13 @@ def tokens(batch, length, vocab=300, seed=1):
 @pytest.mark.parametrize("width", [384, 64])  # 384: rows in registers; 64: any width
 def test_the_embeddings_kernel_is_the_embeddings_then_the_first_layers_quantising(width):
     encoder = fused_encoder(width=width, heads=width // 32, intermediate=2 * width)
-    ids, types, _ = tokens(5, 23)
+    ids, types, mask = tokens(5, 23)
     with torch.no_grad():
-        hidden, codes, scale, offset = AmxEncoder(encoder).embeddings(ids, types)
+        hidden, codes, scale, offset, key_mask = AmxEncoder(encoder).embeddings(ids, types, mask)
         expected = encoder.embeddings(ids, types).reshape(-1, width)
         rows = encoder.encoder.layer[0].attention.self.qkv._quantized(expected)
+    # The key mask as model.bert makes it for its fused attention: 0 where attended, else float32's minimum.
+    assert torch.equal(key_mask, encoder._mask(mask, torch.float32).view(5, 23))
     assert torch.allclose(hidden, expected, atol=1e-5)
     # The LayerNorm's sums in another order: a code a step off only where a value sits that close to a tie.
     step = (codes.int() - rows.codes.int()).abs()
@@ -121,3 +123,13 @@ def test_the_amx_encoder_refuses_indices_outside_its_tables(ids, types, message)
     encoder = AmxEncoder(fused_encoder())
     with pytest.raises(IndexError, match=f"^{message}$"):
         encoder(ids, torch.ones_like(ids), types)
+
+
+@needs_amx_attention
+def test_the_amx_encoder_takes_indices_of_any_integer_type():
+    encoder = AmxEncoder(fused_encoder())
+    ids, types, mask = tokens(3, 11)
+    with torch.no_grad():
+        expected = encoder(ids, mask, types).last_hidden_state
+        narrow = encoder(ids.int(), mask.bool(), types.to(torch.int16)).last_hidden_state
+    assert torch.equal(narrow, expected)
