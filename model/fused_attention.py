@@ -38,7 +38,9 @@ AMX_LINEAR_NORM_ARGS = (*[ctypes.c_void_p] * 16, *[ctypes.c_int64] * 3, ctypes.c
 AMX_ATTENTION_SOURCE = SOURCE.parent / "amx_attention.cpp"
 AMX_QKV_ATTENTION_ARGS = (*[ctypes.c_void_p] * 13, *[ctypes.c_int64] * 5, ctypes.c_float, ctypes.c_int, ctypes.c_int)
 POOLING_SOURCE = SOURCE.parent / "pooling.cpp"
-MASKED_MEANS_ARGS = (*[ctypes.c_void_p] * 3, *[ctypes.c_int64] * 4, ctypes.c_int)
+MASKED_MEANS_ARGS = (*[ctypes.c_void_p] * 4, ctypes.c_int, ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_int)
+# The masks' dtypes the pooling kernel reads in place (bit i of its `wide` set for an int64 mask i).
+POOLING_DTYPES = (torch.int64, torch.float32)
 # The head sizes the AMX attention takes: multiples of a bf16 tile's depth.
 AMX_HEAD_MULTIPLE = 32
 # What AMX's tiles take: weights padded to a multiple of AMX_DEPTH rows (input features) and AMX_COLUMNS columns.
@@ -415,17 +417,23 @@ def _masked_means_kernel() -> Callable[..., None] | None:
 
 def masked_means(hidden: torch.Tensor, *masks: torch.Tensor) -> torch.Tensor:
     """`model.network.masked_means` (each mask's mean of the [batch, length, width] float32 `hidden` rows, side by
-    side) in one kernel (`model/kernels/pooling.cpp`), for scoring: no gradient flows back."""
+    side; at most 3 masks) in one kernel (`model/kernels/pooling.cpp`), for scoring: no gradient flows back. int64
+    and float32 masks are read in place: right after the encoder, each torch call to convert or stack them cost
+    more than the pooling (benchmarks/PROFILE.md, session 21)."""
     kernel = _masked_means_kernel()
     if kernel is None:
         raise RuntimeError("the pooling kernel is not available (see model.fused_attention.available)")
     if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
         raise ValueError("the pooling kernel takes float32 CPU rows")
     batch, length, width = hidden.shape
-    rows = hidden.contiguous()
-    weights = torch.stack([mask.to(torch.float32) for mask in masks]).contiguous()
+    if not 1 <= len(masks) <= 3 or any(m.shape != (batch, length) for m in masks):
+        raise ValueError("the pooling kernel takes 1 to 3 masks of [batch, length]")
+    rows = hidden if hidden.is_contiguous() else hidden.contiguous()
+    read = [m if m.dtype in POOLING_DTYPES and m.is_contiguous() else m.to(torch.float32).contiguous() for m in masks]
+    wide = sum(1 << i for i, m in enumerate(read) if m.dtype == torch.int64)
+    pointers = [m.data_ptr() for m in read] + [None] * (3 - len(read))
     out = hidden.new_empty((batch, len(masks) * width))
-    kernel(rows.data_ptr(), weights.data_ptr(), out.data_ptr(), batch, length, width, len(masks), torch.get_num_threads())
+    kernel(rows.data_ptr(), *pointers, wide, out.data_ptr(), batch, length, width, len(masks), torch.get_num_threads())
     return out
 
 

@@ -45,3 +45,10 @@ def test_the_pooling_kernel_takes_float32_rows():
     first, second = masks()
     with pytest.raises(ValueError, match=r"^the pooling kernel takes float32 CPU rows$"):
         fused_attention.masked_means(torch.randn(3, 5, 4).bfloat16(), first, second)
+
+
+@needs_compiler
+@pytest.mark.parametrize("masks", [(), (torch.ones(3, 5),) * 4, (torch.ones(3, 6),), (torch.ones(3, 1, 5),)])
+def test_the_pooling_kernel_takes_one_to_three_masks_of_the_rows_shape(masks):
+    with pytest.raises(ValueError, match=r"^the pooling kernel takes 1 to 3 masks of \[batch, length\]$"):
+        fused_attention.masked_means(torch.randn(3, 5, 4), *masks)
