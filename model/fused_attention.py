@@ -94,8 +94,9 @@ def _cpu_signature() -> str:
 def build(compiler: str, source: Path = SOURCE, flags: tuple[str, ...] = FLAGS) -> Path:
     """The shared library of `source` for this CPU, compiled unless the cache has it; raises OSError or
     subprocess.SubprocessError when it cannot be built."""
-    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what the source may include
-    key = hashlib.sha256("\0".join([source.read_text(), *headers, compiler, *flags, _cpu_signature()]).encode()).hexdigest()
+    # What the source may include: the headers, and other sources (amx_encoder.cpp builds two others into one library).
+    others = [f.read_text() for f in sorted(source.parent.iterdir()) if f.suffix in (".h", ".cpp") and f != source]
+    key = hashlib.sha256("\0".join([source.read_text(), *others, compiler, *flags, _cpu_signature()]).encode()).hexdigest()
     folder = cache_dir()
     library = folder / f"{source.stem}-{key[:20]}.so"
     if library.exists():

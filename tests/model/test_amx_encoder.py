@@ -97,11 +97,11 @@ def test_only_an_encoder_fused_throughout_fits():
         AmxEncoder(tiny_heads)
 
 
-def test_without_the_kernels_nothing_fits(monkeypatch):
-    monkeypatch.setattr(amx_encoder, "_embed_codes_kernel", lambda: None)
-    encoder = BertEncoder(BertConfig(vocab_size=30, hidden_size=64, num_hidden_layers=1, num_attention_heads=2))
-    encoder.set_attention("fused")
-    assert not fits(encoder.eval())
+@needs_amx_attention
+def test_without_the_encoder_kernel_nothing_fits(monkeypatch):
+    encoder = fused_encoder()
+    monkeypatch.setattr(amx_encoder, "_encoder_kernel", lambda: None)
+    assert not fits(encoder)
 
 
 OUT_OF_RANGE = "an index is out of range for an embedding table of {} rows"
