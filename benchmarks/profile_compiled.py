@@ -1,7 +1,7 @@
 """Where the compiled encoder's time goes: a torch profiler run of the default scoring path over sampled NewsMTSC
 pairs, with inductor's kernel profiling on, so each fused kernel has its own row. Where the scoring path chains our
-AMX kernels from Python (model/amx_encoder.py), each of them, called through ctypes and so unseen by the profiler,
-is wrapped in a profiler range of its C name.
+AMX kernels (model/amx_encoder.py), that call and the heads' pooling kernel, made through ctypes and so unseen by
+the profiler, are wrapped in profiler ranges of their C names.
 
     .venv/bin/python benchmarks/profile_compiled.py [--pairs 2000] [--threads 2] [--top 12] [--attention fused|eager] [--out FILE]
 
@@ -27,10 +27,9 @@ from model.predictor import DEFAULT_PRECISION, cpu_features, resolve_precision
 
 
 def label_kernels() -> None:
-    """Each kernel that AmxEncoder and the heads' pooling call through ctypes, as a profiler range of its C name."""
-    getters = [(amx_encoder, "_embed_codes_kernel"), (fused_attention, "_masked_means_kernel")]
-    getters += [(fused_attention, f"_amx_{name}_kernel") for name in ("qkv_attention", "gelu_codes", "linear_norm")]
-    for module, getter in getters:
+    """The encoder (AmxEncoder) and the heads' pooling, called through ctypes, as profiler ranges of their C names
+    (benchmarks/kernel_revisions.py times the encoder's kernels one by one)."""
+    for module, getter in ((amx_encoder, "_encoder_kernel"), (fused_attention, "_masked_means_kernel")):
         kernel = getattr(module, getter)()
         if kernel is None:
             continue
