@@ -64,10 +64,14 @@ class StanceNetwork(nn.Module):
         encoder = self.compiled_encoder or self.encoder
         return encoder(input_ids, attention_mask, token_type_ids).last_hidden_state
 
-    def stance_logits(self, input_ids, attention_mask, token_type_ids, focus_mask) -> torch.Tensor:
+    def stance_features(self, input_ids, attention_mask, token_type_ids, focus_mask) -> torch.Tensor:
+        """What the stance head reads: the pooled sentence and actor positions (or the actor's alone)."""
         hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        pooled = self.pool(hidden, attention_mask, focus_mask) if self.with_sentence else self.pool(hidden, focus_mask)
-        return self.stance_head(self.dropout(pooled))
+        return self.pool(hidden, attention_mask, focus_mask) if self.with_sentence else self.pool(hidden, focus_mask)
+
+    def stance_logits(self, input_ids, attention_mask, token_type_ids, focus_mask) -> torch.Tensor:
+        features = self.stance_features(input_ids, attention_mask, token_type_ids, focus_mask)
+        return self.stance_head(self.dropout(features))
 
     def relation_features(self, input_ids, attention_mask, token_type_ids, focus_mask, other_mask) -> torch.Tensor:
         """[sentence; target markers; holder tokens] from the target's marked stance pass."""
@@ -79,6 +83,10 @@ class StanceNetwork(nn.Module):
             raise RuntimeError("this model has no relation head")
         return self.relation_head(features)
 
+    def sentiment_features(self, input_ids, attention_mask, token_type_ids, focus_mask=None) -> torch.Tensor:
+        """What the sentiment head reads: the mean-pooled sentence (`focus_mask`, which batches carry, unused)."""
+        return self.pool(self._encode(input_ids, attention_mask, token_type_ids), attention_mask)
+
     def sentiment_logits(self, input_ids, attention_mask, token_type_ids, focus_mask=None) -> torch.Tensor:
-        hidden = self._encode(input_ids, attention_mask, token_type_ids)
-        return self.sentiment_head(self.dropout(self.pool(hidden, attention_mask)))
+        features = self.sentiment_features(input_ids, attention_mask, token_type_ids)
+        return self.sentiment_head(self.dropout(features))
