@@ -100,9 +100,10 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
 // ran at 0.75x its rate at 384 (a standalone loop on one core, benchmarks/PROFILE.md, session 20).
 constexpr int64_t DEPTH_CHUNK = 8;
 
-// `row(sums, i, scratch)` on each row i of the int32 sums of codes [rows, k] times the packed weights, less the zero
-// point's share (`sums`: the row's n sums), up to TOGETHER stripes' whole rows at a time while they are in cache, so
-// that the [rows, n] sums are never written out. `Scratch` is each thread's own, made from n. Stripes multiplied
+// `row(sums, ld, i, count, scratch)` on the rows of the int32 sums of codes [rows, k] times the packed weights, less
+// the zero point's share, two rows at a time (count 2, or 1 for a last odd row; `sums`: row i's n sums, row i + 1's
+// `ld` further), up to TOGETHER stripes' whole rows at a time while they are in cache, so that the [rows, n] sums
+// are never written out. `Scratch` is each thread's own, made from n. Stripes multiplied
 // together load each block's weights from L2 for the first only, from L1 for the others, but their sums take
 // TOGETHER times the cache for the rows' step.
 template <class Scratch, int64_t TOGETHER, class Row>
@@ -141,8 +142,10 @@ static void stripe_rows(const uint8_t* codes, const int8_t* packed, const int32_
                                        std::min(depth_tiles, from + DEPTH_CHUNK));
                         store_block(block, columns);
                     }
-            for (int64_t r = 0; r < std::min(count * STRIPE, rows - stripe * STRIPE); ++r)
-                row(sums.data() + r * columns, stripe * STRIPE + r, scratch);
+            const int64_t valid = std::min(count * STRIPE, rows - stripe * STRIPE);
+            for (int64_t r = 0; r < valid; r += 2)
+                row(sums.data() + r * columns, columns, stripe * STRIPE + r, std::min<int64_t>(2, valid - r),
+                    scratch);
         }
         _tile_release();
     }
@@ -168,12 +171,14 @@ extern "C" void stance_amx_gelu_codes(const uint8_t* codes, const int8_t* packed
                                       const float* weight_sum, const float* bias, uint8_t* out_codes, float* out_scale,
                                       float* out_offset, int64_t rows, int64_t k, int64_t n, int zero_point,
                                       int threads) {
-    stripe_rows<GeluScratch, GELU_TOGETHER>(codes, packed, column_sums, rows, k, n, zero_point, threads,
-                             [&](const int32_t* sums, int64_t i, GeluScratch& s) {
-                                 gelu_codes_row(sums, column_scale, row_scale[i], row_offset[i], weight_sum, bias, n,
-                                                zero_point, s.tables, s.gelu.data(), s.tail.data(), out_codes + i * n,
-                                                out_scale + i, out_offset + i);
-                             });
+    stripe_rows<GeluScratch, GELU_TOGETHER>(
+        codes, packed, column_sums, rows, k, n, zero_point, threads,
+        [&](const int32_t* sums, int64_t ld, int64_t first, int64_t count, GeluScratch& s) {
+            for (int64_t i = first; i < first + count; ++i, sums += ld)
+                gelu_codes_row(sums, column_scale, row_scale[i], row_offset[i], weight_sum, bias, n, zero_point,
+                               s.tables, s.gelu.data(), s.tail.data(), out_codes + i * n, out_scale + i,
+                               out_offset + i);
+        });
 }
 
 // The vectors of one row: with V > 0 (a width of 16 V), V vectors that the compiler keeps in registers once the
@@ -194,20 +199,27 @@ struct RowVectors<0> {
     __m512& operator[](int64_t c) { return v[c].x; }
 };
 
+// Two rows' vectors, for linear_norm's rows two at a time.
+template <int V>
+struct TwoRows {
+    RowVectors<V> first, second;
+    explicit TwoRows(int64_t n) : first(n), second(n) {}
+};
+
 // A sum of four partial sums, for a shorter dependency chain than one.
 static float sum4(const __m512 parts[4]) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(parts[0], parts[1]), _mm512_add_ps(parts[2], parts[3])));
 }
 
-// The second half of a LayerNorm row, shared by norm_row and embed_row: `y` holds the row's width values, `total`
-// and `squares` four partial sums of them and of their squares; normalises them (gamma, beta, eps) into `hidden`,
-// and their product with `next_scale` (null for none) into the row's codes. Every pointer is an argument: as a
-// lambda reading them through its captures, each vector reloaded them (a code's byte store may alias anything): 534
-// scalar movs in the LayerNorm kernel's OpenMP function, 147 after (session 20).
+// A LayerNorm row's middle: `y` holds the row's width values, `total` and `squares` four partial sums of them and of
+// their squares; normalises them (gamma, beta, eps) into `hidden` and leaves in `y` their product with `next_scale`
+// (null for none), giving those values' codes' scale. Every pointer is an argument: as a lambda reading them through
+// its captures, each vector reloaded them (a code's byte store may alias anything): 534 scalar movs in the
+// LayerNorm kernel's OpenMP function, 147 after (session 20).
 template <int V>
-static inline void norm_codes(RowVectors<V>& y, const __m512 total[4], const __m512 squares[4], int64_t width,
-                              const float* gamma, const float* beta, const float* next_scale, float eps,
-                              int zero_point, float* hidden, uint8_t* codes, float* out_scale, float* out_offset) {
+static inline RowCodes norm_scaled(RowVectors<V>& y, const __m512 total[4], const __m512 squares[4], int64_t width,
+                                   const float* gamma, const float* beta, const float* next_scale, float eps,
+                                   int zero_point, float* hidden) {
     const int64_t vectors = (width + 15) / 16;
     // The mean and the mean square from one pass (session 20: 0.93x the attention-output kernel's time, before the
     // pointers were arguments). A row's squared mean is small next to its mean square, so their difference keeps
@@ -231,23 +243,39 @@ static inline void norm_codes(RowVectors<V>& y, const __m512 total[4], const __m
     }
     const __m512 lowest = _mm512_min_ps(_mm512_min_ps(low[0], low[1]), _mm512_min_ps(low[2], low[3]));
     const __m512 highest = _mm512_max_ps(_mm512_max_ps(high[0], high[1]), _mm512_max_ps(high[2], high[3]));
-    const RowCodes row_codes(_mm512_reduce_min_ps(lowest), _mm512_reduce_max_ps(highest), zero_point);
+    return RowCodes(_mm512_reduce_min_ps(lowest), _mm512_reduce_max_ps(highest), zero_point);
+}
+
+// The codes of a row's values `y` into `codes`, and their scale and offset.
+template <int V>
+static inline void store_row_codes(RowVectors<V>& y, const RowCodes& row_codes, int64_t width, int zero_point,
+                                   uint8_t* codes, float* out_scale, float* out_offset) {
+    const int64_t vectors = (width + 15) / 16;
 #pragma GCC unroll 24
     for (int64_t c = 0; c < vectors; ++c) row_codes.store(y[c], zero_point, codes + 16 * c, lanes(width - 16 * c));
     *out_scale = row_codes.scale;
     *out_offset = row_codes.offset;
 }
 
-// One row of linear_norm (below): `sums` its n int32 sums, `residual`, `hidden` and `codes` at the row.
+// The second half of a LayerNorm row (norm_scaled, then the codes), for linear_norm and embed_row.
 template <int V>
-static inline void norm_row(const int32_t* sums, RowVectors<V>& y, int64_t width, float row_scale, float row_offset,
-                            const float* column_scale, const float* weight_sum, const float* bias,
-                            const float* residual, const float* gamma, const float* beta, const float* next_scale,
-                            float eps, int zero_point, float* hidden, uint8_t* codes, float* out_scale,
-                            float* out_offset) {
+static inline void norm_codes(RowVectors<V>& y, const __m512 total[4], const __m512 squares[4], int64_t width,
+                              const float* gamma, const float* beta, const float* next_scale, float eps,
+                              int zero_point, float* hidden, uint8_t* codes, float* out_scale, float* out_offset) {
+    const RowCodes row_codes = norm_scaled<V>(y, total, squares, width, gamma, beta, next_scale, eps, zero_point,
+                                              hidden);
+    store_row_codes<V>(y, row_codes, width, zero_point, codes, out_scale, out_offset);
+}
+
+// The first half of a row of linear_norm (below): the row's dense output from its n int32 `sums`, plus its
+// `residual`, into `y`, and their partial sums and sums of squares.
+template <int V>
+static inline void dense_residual(const int32_t* sums, RowVectors<V>& y, __m512 total[4], __m512 squares[4],
+                                  int64_t width, float row_scale, float row_offset, const float* column_scale,
+                                  const float* weight_sum, const float* bias, const float* residual) {
     const int64_t vectors = (width + 15) / 16;
     const __m512 scale = _mm512_set1_ps(row_scale), offset = _mm512_set1_ps(row_offset);
-    __m512 total[4] = {}, squares[4] = {};
+    for (int j = 0; j < 4; ++j) total[j] = squares[j] = _mm512_setzero_ps();
 #pragma GCC unroll 24
     for (int64_t c = 0; c < vectors; ++c) {
         const __mmask16 mask = lanes(width - 16 * c);
@@ -259,8 +287,6 @@ static inline void norm_row(const int32_t* sums, RowVectors<V>& y, int64_t width
         total[c % 4] = _mm512_add_ps(total[c % 4], y[c]);  // masked-off lanes are 0
         squares[c % 4] = _mm512_fmadd_ps(y[c], y[c], squares[c % 4]);
     }
-    norm_codes<V>(y, total, squares, width, gamma, beta, next_scale, eps, zero_point, hidden, codes, out_scale,
-                  out_offset);
 }
 
 // One row of embed_codes (below): the sum of its word, token type and position embeddings' rows, in
@@ -344,13 +370,31 @@ static void linear_norm(const uint8_t* codes, const int8_t* packed, const int32_
                         float* out_scale, float* out_offset, int64_t rows, int64_t k, int64_t n, float eps,
                         int zero_point, int threads) {
     const int64_t width = V ? 16 * V : n;
-    stripe_rows<RowVectors<V>, 1>(codes, packed, column_sums, rows, k, width, zero_point, threads,
-                               [&](const int32_t* sums, int64_t i, RowVectors<V>& y) {
-                                   norm_row<V>(sums, y, width, row_scale[i], row_offset[i], column_scale, weight_sum,
-                                               bias, residual + i * width, gamma, beta, next_scale, eps, zero_point,
-                                               hidden + i * width, out_codes + i * width, out_scale + i,
-                                               out_offset + i);
-                               });
+    stripe_rows<TwoRows<V>, 1>(
+        codes, packed, column_sums, rows, k, width, zero_point, threads,
+        [&](const int32_t* sums, int64_t ld, int64_t i, int64_t count, TwoRows<V>& y) {
+            // Two rows step by step, each step of the second after the first's, so that the CPU runs one row's
+            // work while the other waits on its sums' and extremes' reductions: 0.95-0.97x the time of a row at a
+            // time (kernel_revisions, 21 rounds, benchmarks/PROFILE.md, session 21).
+            __m512 total[2][4], squares[2][4];
+            dense_residual<V>(sums, y.first, total[0], squares[0], width, row_scale[i], row_offset[i], column_scale,
+                              weight_sum, bias, residual + i * width);
+            if (count == 1) {
+                norm_codes<V>(y.first, total[0], squares[0], width, gamma, beta, next_scale, eps, zero_point,
+                              hidden + i * width, out_codes + i * width, out_scale + i, out_offset + i);
+                return;
+            }
+            dense_residual<V>(sums + ld, y.second, total[1], squares[1], width, row_scale[i + 1], row_offset[i + 1],
+                              column_scale, weight_sum, bias, residual + (i + 1) * width);
+            const RowCodes first = norm_scaled<V>(y.first, total[0], squares[0], width, gamma, beta, next_scale, eps,
+                                                  zero_point, hidden + i * width);
+            const RowCodes second = norm_scaled<V>(y.second, total[1], squares[1], width, gamma, beta, next_scale,
+                                                   eps, zero_point, hidden + (i + 1) * width);
+            store_row_codes<V>(y.first, first, width, zero_point, out_codes + i * width, out_scale + i,
+                               out_offset + i);
+            store_row_codes<V>(y.second, second, width, zero_point, out_codes + (i + 1) * width, out_scale + i + 1,
+                               out_offset + i + 1);
+        });
 }
 
 // linear_norm's arguments; rows of 384 columns (MiniLM's width) are kept in registers.
