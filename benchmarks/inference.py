@@ -15,7 +15,8 @@ On the same sampled NewsMTSC pairs, in one run:
 - `stance serve`: cold start (process start to /ready 200), the time until its background compile is done, and
   peak RSS after scoring five articles, medians of --starts starts.
 Every speed is the median of --repeats timed runs after one warm-up; the default path's ratio to the naive pipeline is
-also the median of --rounds rounds that time one after the other. Writes benchmarks/results/inference.json
+also the median of --rounds rounds that time one after the other, and its ratio to the int8 ceiling the median of
+--rounds rounds of a one-second probe and then a pass. Writes benchmarks/results/inference.json
 (or --out; inference_avx2.json is a run on an AVX2-only CPU).
 
     .venv/bin/python benchmarks/inference.py [--pairs 2000] [--repeats 3] [--threads 2] [--out FILE]
@@ -126,6 +127,20 @@ def encoder_ops(length: int, config) -> tuple[float, float]:
     return linear, attention
 
 
+def ceilings(rates: dict[str, float], ops: list[tuple[float, float]]) -> dict[str, float]:
+    """The best pairs/s the probe's `rates` allow for sequences of `ops` (encoder_ops): int8 (the fastest int8 probe
+    for the linear layers, fp32 for attention's matmuls), bf16 and fp32."""
+    int8_rate = max(rate for name, rate in rates.items() if name.startswith("int8_"))
+    seconds_int8 = sum(lin / (int8_rate * 1e9) + att / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
+    seconds_fp32 = sum((lin + att) / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
+    seconds_bf16 = sum((lin + att) / (rates["bf16_gflops"] * 1e9) for lin, att in ops)
+    return {
+        "int8_pairs_per_s": round(len(ops) / seconds_int8, 1),
+        "bf16_pairs_per_s": round(len(ops) / seconds_bf16, 1),
+        "fp32_pairs_per_s": round(len(ops) / seconds_fp32, 1),
+    }
+
+
 def sample_pairs(n: int, seed: int) -> list[PairInput]:
     examples = load_file(NEWSMTSC / "train.jsonl").stance
     return [e.pair for e in random.Random(seed).sample(examples, min(n, len(examples)))]
@@ -205,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the naive pipeline, then the default path")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the naive pipeline (or probe), then the default path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--starts", type=int, default=3, help="server starts per precision for cold start and RSS")
     parser.add_argument("--out", type=Path, default=RESULTS / "inference.json")
@@ -262,15 +277,15 @@ def main() -> None:
     # Each rate's faster run, and the fastest of the int8 probes, so the ceiling is the stricter one.
     rates = {name: max(probe_before[name], probe_after[name]) for name in probe_before}
     ops = [encoder_ops(n, fp32.network.encoder.config) for n in lengths]
-    int8_rate = max(rate for name, rate in rates.items() if name.startswith("int8_"))
-    seconds_int8 = sum(lin / (int8_rate * 1e9) + att / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
-    seconds_fp32 = sum((lin + att) / (rates["fp32_gflops"] * 1e9) for lin, att in ops)
-    seconds_bf16 = sum((lin + att) / (rates["bf16_gflops"] * 1e9) for lin, att in ops)
-    ceiling = {
-        "int8_pairs_per_s": round(len(pairs) / seconds_int8, 1),
-        "bf16_pairs_per_s": round(len(pairs) / seconds_bf16, 1),
-        "fp32_pairs_per_s": round(len(pairs) / seconds_fp32, 1),
-    }
+    ceiling = ceilings(rates, ops)
+    # The probe and the default path in turns, a ratio a round: on a machine whose speed drifts within a run (the
+    # AMX probe once fell from 3,876 to 2,927 GOP/s between its two runs), the ratio above can pair the probe's fast
+    # run with the default path's slow one, or the other way round (benchmarks/PROFILE.md, session 21).
+    ceiling_rounds = []
+    for _ in range(args.rounds):
+        round_ceiling = ceilings(gemm_probe(seconds=1.0), ops)["int8_pairs_per_s"]
+        default_seconds = elapsed(lambda: predictors[default_name].stance_probabilities(pairs))
+        ceiling_rounds.append((round_ceiling, len(pairs) / default_seconds))
 
     labels = {name: p.stance_probabilities(pairs).argmax(-1) for name, p in predictors.items()}
     agree = {name: round((labels[name] == labels["fp32"]).float().mean().item(), 4) for name in predictors if name != "fp32"}
@@ -308,6 +323,11 @@ def main() -> None:
             "default_pairs_per_s": [round(len(pairs) / default_s, 1) for _, default_s in rounds],
         },
         "default_vs_int8_ceiling": round(default / ceiling["int8_pairs_per_s"], 3),
+        "default_vs_int8_ceiling_in_rounds": {
+            "median": round(statistics.median(speed / limit for limit, speed in ceiling_rounds), 3),
+            "int8_ceiling_pairs_per_s": [round(limit, 1) for limit, _ in ceiling_rounds],
+            "default_pairs_per_s": [round(speed, 1) for _, speed in ceiling_rounds],
+        },
         "default_vs_bf16_ceiling": round(default / ceiling["bf16_pairs_per_s"], 3),
         "stance_macro_f1_devtest_mt": f1,
         "label_agreement_with_fp32": agree,
