@@ -148,8 +148,12 @@ class AmxEncoder:
         return _Norm(*self._pointers(norm.weight, norm.bias, next_scale), norm.eps)
 
     def _indices(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
-        """`tensors` as the int64 contiguous ones the kernels read; raises IndexError where their sequences are longer
-        than the position embeddings (the kernel checks each index against its table)."""
+        """`tensors` as the int64 contiguous ones the kernels read; raises ValueError unless they are [batch, length]
+        CPU tensors alike, IndexError where their sequences are longer than the position embeddings (the kernel
+        checks each index against its table)."""
+        shape = tensors[0].shape
+        if len(shape) != 2 or any(t.shape != shape or t.device.type != "cpu" for t in tensors):
+            raise ValueError("AmxEncoder takes [batch, length] CPU tensors of ids, attention mask and token types alike")
         if tensors[0].shape[1] > self.positions:
             raise IndexError(f"sequences of {tensors[0].shape[1]} tokens are longer than the {self.positions} positions")
         return [t if t.dtype == torch.int64 and t.is_contiguous() else t.to(torch.int64).contiguous() for t in tensors]

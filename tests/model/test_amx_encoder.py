@@ -133,3 +133,11 @@ def test_the_amx_encoder_takes_indices_of_any_integer_type():
         expected = encoder(ids, mask, types).last_hidden_state
         narrow = encoder(ids.int(), mask.bool(), types.to(torch.int16)).last_hidden_state
     assert torch.equal(narrow, expected)
+
+
+@needs_amx_attention
+@pytest.mark.parametrize("mask", [torch.ones(2, 1, 5, dtype=torch.long), torch.ones(2, 4, dtype=torch.long)])
+def test_the_amx_encoder_takes_ids_masks_and_types_of_one_shape(mask):
+    # The kernels read all three as batch × length values.
+    with pytest.raises(ValueError, match=r"^AmxEncoder takes \[batch, length\] CPU tensors of ids, attention mask"):
+        AmxEncoder(fused_encoder())(torch.ones(2, 5, dtype=torch.long), mask)
