@@ -65,7 +65,14 @@ def _embed_codes_kernel():
 
 
 def _encoder_kernel():
+    """The chain's C function, where this library builds with AMX's tiles (else a stub's, or None)."""
     return fused_attention._built(SOURCE, "stance_amx_encoder", ENCODER_ARGS, ctypes.c_int)
+
+
+def _built_with_amx() -> bool:
+    """Whether the library holds the kernels themselves, not the stubs a compiler without AMX's tiles builds."""
+    built = fused_attention._built(SOURCE, "stance_amx_attention_built", (), ctypes.c_int)
+    return built is not None and built() == 1 and _encoder_kernel() is not None
 
 
 def _amx(module: nn.Module) -> bool:
@@ -76,7 +83,7 @@ def fits(encoder: nn.Module) -> bool:
     """Whether every step of `encoder` (a `model.bert.BertEncoder`) runs in an AMX kernel, so `AmxEncoder` can
     score with it: int8 on "amx" with fused attention, GELU and LayerNorms throughout, in eval mode."""
     layers = list(encoder.encoder.layer)
-    if encoder.training or encoder.attention != "fused" or not layers or _encoder_kernel() is None:
+    if encoder.training or encoder.attention != "fused" or not layers or not _built_with_amx():
         return False
     for i, layer in enumerate(layers):
         attention, intermediate, output = layer.attention.self, layer.intermediate.dense, layer.output

@@ -98,9 +98,14 @@ def test_only_an_encoder_fused_throughout_fits():
 
 
 @needs_amx_attention
-def test_without_the_encoder_kernel_nothing_fits(monkeypatch):
+@pytest.mark.parametrize("stub", [None, lambda: 0])  # not built; built without AMX (its stub answers 0)
+def test_without_the_encoder_kernel_nothing_fits(monkeypatch, stub):
     encoder = fused_encoder()
-    monkeypatch.setattr(amx_encoder, "_encoder_kernel", lambda: None)
+    if stub is None:
+        monkeypatch.setattr(amx_encoder, "_encoder_kernel", lambda: None)
+    else:
+        real = fused_attention._built
+        monkeypatch.setattr(fused_attention, "_built", lambda *a: stub if a[1] == "stance_amx_attention_built" else real(*a))
     assert not fits(encoder)
 
 
