@@ -448,8 +448,8 @@ class StancePredictor:
     @torch.inference_mode()
     def _logits(self, items: Sequence[Encoded], head: str, batch_size: int | None) -> torch.Tensor:
         """The head's logits for `items`: their pooled features batch by batch, then the head once for all of them
-        (right after the encoder, a batch's head took 0.007 s a 2,000-pair pass, benchmarks/PROFILE.md, session
-        21)."""
+        (applied batch by batch, right after the encoder, the head took 0.007 s of a 2,000-pair pass: benchmarks/PROFILE.md,
+        session 21)."""
         net = self.network
         stance = head == "stance"
         features = net.stance_features if stance else net.sentiment_features
@@ -468,7 +468,7 @@ class StancePredictor:
     ) -> torch.Tensor:
         """`forward` over `items` in length-sorted batches, as float32 rows [len(items), width] on the CPU in the
         items' order. Batches are padded PAD_AHEAD at a time before they go through `forward`: padding a batch right
-        after the encoder's kernels, which leave the caches full of their own data, took 2.5x as long
+        after the encoder's kernels, which leave the caches full of their own data, took about twice as long
         (benchmarks/PROFILE.md, session 21)."""
         out = torch.empty((len(items), width))
         batches = self._batches(items, batch_size)

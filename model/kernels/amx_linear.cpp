@@ -103,9 +103,9 @@ constexpr int64_t DEPTH_CHUNK = 8;
 // `row(sums, ld, i, count, scratch)` on the rows of the int32 sums of codes [rows, k] times the packed weights, less
 // the zero point's share, two rows at a time (count 2, or 1 for a last odd row; `sums`: row i's n sums, row i + 1's
 // `ld` further), up to TOGETHER stripes' whole rows at a time while they are in cache, so that the [rows, n] sums
-// are never written out. `Scratch` is each thread's own, made from n. Stripes multiplied
-// together load each block's weights from L2 for the first only, from L1 for the others, but their sums take
-// TOGETHER times the cache for the rows' step.
+// are never written out. `Scratch` is each thread's own, made from n. Stripes multiplied together load each
+// block's weights from L2 for the first only, from L1 for the others, but their sums take TOGETHER times the cache
+// for the rows' step.
 template <class Scratch, int64_t TOGETHER, class Row>
 static void stripe_rows(const uint8_t* codes, const int8_t* packed, const int32_t* column_sums, int64_t rows,
                         int64_t k, int64_t n, int zero_point, int threads, Row row) {
@@ -374,8 +374,8 @@ static void linear_norm(const uint8_t* codes, const int8_t* packed, const int32_
         codes, packed, column_sums, rows, k, width, zero_point, threads,
         [&](const int32_t* sums, int64_t ld, int64_t i, int64_t count, TwoRows<V>& y) {
             // Two rows step by step, each step of the second after the first's, so that the CPU runs one row's
-            // work while the other waits on its sums' and extremes' reductions: 0.95-0.97x the time of a row at a
-            // time (kernel_revisions, 21 rounds, benchmarks/PROFILE.md, session 21).
+            // work while the other waits on its sums' and extremes' reductions: 0.95-0.98x the time of a row at a
+            // time (kernel_revisions, three runs of 21 rounds, benchmarks/PROFILE.md, session 21).
             __m512 total[2][4], squares[2][4];
             dense_residual<V>(sums, y.first, total[0], squares[0], width, row_scale[i], row_offset[i], column_scale,
                               weight_sum, bias, residual + i * width);

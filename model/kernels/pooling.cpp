@@ -1,6 +1,6 @@
 // The heads' pooling for scoring: each sequence's mean hidden row under each of its masks, side by side, as
 // model/network.py's masked_means computes it with a batched matmul. Called right after the encoder, whose kernels
-// leave the caches full of their own data, that matmul and the steps around it took about 0.3 ms a batch against
+// leave the caches full of their own data, that matmul and the steps around it took 0.39 ms a batch against
 // 0.04 ms in a loop of its own (benchmarks/PROFILE.md, session 21): here they are one call. Built and loaded by
 // model/fused_attention.py.
 #include <cstdint>
