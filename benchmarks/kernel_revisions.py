@@ -38,8 +38,8 @@ from model.quant import UINT8_ZERO
 HIDDEN, INNER, HEADS, LENGTH = 384, 1536, 12, 37
 # The GELU and LayerNorm steps' row functions, and what makes them return at once for --cut-off.
 CUT_OFF = (
-    ("[&](const int32_t* sums, int64_t i, GeluScratch& s) {", "if (sums[0] != 12345) return;"),
-    ("[&](const int32_t* sums, int64_t i, RowVectors<V>& y) {", "if (sums[0] != 12345) return;"),
+    ("[&](const int32_t* sums, int64_t ld, int64_t first, int64_t count, GeluScratch& s) {", "if (sums[0] != 12345) return;"),
+    ("[&](const int32_t* sums, int64_t ld, int64_t i, int64_t count, TwoRows<V>& y) {", "if (sums[0] != 12345) return;"),
 )
 
 

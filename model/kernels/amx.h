@@ -30,7 +30,10 @@ const TileConfig TILES;
 
 // Memory that tiles load or store, or whose rows the vector steps read, aligned to cache lines: std::vector's own
 // (16 bytes) split each tile row across two lines, which halved the int8 GEMM's rate (a standalone loop from L1:
-// 1.8 against 3.5 TOPS on one core; benchmarks/PROFILE.md, session 20).
+// 1.8 against 3.5 TOPS on one core; benchmarks/PROFILE.md, session 20). A TileVector made with a size alone is left
+// uninitialised, as the kernels write their buffers before they read them: zero-filling them, about 1 MB a thread
+// in each call of the GELU and attention kernels, was memset's 1.8% of a pass (perf, benchmarks/PROFILE.md,
+// session 22).
 template <class T>
 struct LineAligned {
     using value_type = T;
@@ -39,6 +42,14 @@ struct LineAligned {
     LineAligned(const LineAligned<U>&) {}
     T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
     void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+    template <class U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class V>
+    void construct(U* p, V&& value) {
+        ::new (static_cast<void*>(p)) U(static_cast<V&&>(value));
+    }
     template <class U>
     bool operator==(const LineAligned<U>&) const { return true; }
     template <class U>

@@ -59,7 +59,7 @@ struct Buffers {
     Buffers(int64_t length, int64_t heads, int64_t head_size, int64_t group)
         : rows(round_up(length, TILE_ROWS)), depth(round_up(length, DEPTH)), heads(heads), head_size(head_size),
           width(heads * head_size),
-          // Past the group's last row, tiles read up to a key chunk more (DEPTH rows), which must be finite.
+          // Past the group's last row, tiles read up to a key chunk more (DEPTH rows).
           qkv((round_up(group * length, STRIPE) + DEPTH) * 3 * width), keys(rows * width), values(depth * width),
           scores(TILE_ROWS * rows), weights(TILE_ROWS * depth), keymask(rows), shifted(rows), context(length * width) {
         for (auto& r : ones) r[0] = r[1] = 0x3f80;  // bf16 1.0, for both keys of each pair
@@ -124,7 +124,7 @@ void projections(const uint8_t* codes, const int8_t* packed, const int32_t* shif
 }
 
 // One sequence's keys and values, from its bf16 projections `qkv` (rows 3 x width apart), laid out as the right
-// operands of the tiles.
+// operands of the tiles; those past its length are zero (past the group's rows, b.qkv holds whatever it held).
 void operands(const uint16_t* qkv, int64_t length, Buffers& b) {
     const int64_t width = b.width, heads = b.heads, head_size = b.head_size, rows = b.rows, depth = b.depth;
     const int64_t n = 3 * width, steps = head_size / DEPTH, slices = head_size / 16;
@@ -137,7 +137,8 @@ void operands(const uint16_t* qkv, int64_t length, Buffers& b) {
             for (int64_t s = 0; s < steps; ++s) {
                 __m512 pairs[16], tile[16];
                 for (int r = 0; r < 16; ++r)
-                    pairs[r] = _mm512_loadu_ps(qkv + (j0 + r) * n + width + h * head_size + s * DEPTH);
+                    pairs[r] = _mm512_maskz_loadu_ps(j0 + r < length ? 0xffff : 0,
+                                                     qkv + (j0 + r) * n + width + h * head_size + s * DEPTH);
                 transpose16(pairs, tile);
                 uint16_t* to = keys + ((h * blocks + j0 / TILE_ROWS) * steps + s) * 512;
                 for (int r = 0; r < 16; ++r) _mm512_storeu_ps(to + r * 32, tile[r]);
@@ -153,7 +154,8 @@ void operands(const uint16_t* qkv, int64_t length, Buffers& b) {
         for (int64_t h = 0; h < heads; ++h)
             for (int64_t e = 0; e < slices; e += 2) {
                 const uint16_t* v = qkv + j * n + 2 * width + h * head_size + e * 16;
-                const __m512i first = _mm512_loadu_si512(v), second = _mm512_loadu_si512(v + n);
+                const __m512i first = _mm512_maskz_loadu_epi16(j < length ? ~0u : 0, v);
+                const __m512i second = _mm512_maskz_loadu_epi16(j + 1 < length ? ~0u : 0, v + n);
                 uint16_t* to = values + (((h * chunks + j / DEPTH) * slices + e) * 16 + j % DEPTH / 2) * 32;
                 _mm512_storeu_si512(to, _mm512_permutex2var_epi16(first, low_index, second));
                 _mm512_storeu_si512(to + 512, _mm512_permutex2var_epi16(first, high_index, second));

@@ -310,6 +310,11 @@ static inline void embed_row(const float* word, const float* token_type, const f
                   out_offset);
 }
 
+// Rows ahead whose word embeddings embed_codes prefetches: the table (47 MB at all-MiniLM-L6-v2's vocabulary) is
+// read a row here and there, and in perf three quarters of the kernel's samples sat on each row's first load while
+// the machine ran slow, when the kernel took 7.5% of a pass (benchmarks/PROFILE.md, session 22).
+constexpr int64_t AHEAD = 6;
+
 // BERT's embeddings for the int8 path (model/bert.py's Embeddings, scoring): each token's word, token type and
 // position embeddings summed (`ids` and `types` [rows], sequences of `length` tokens, so row i is at position
 // i % length), through the LayerNorm (gamma, beta, eps) into `hidden` [rows, n], and quantised for the first
@@ -330,6 +335,10 @@ static int embed_codes(const int64_t* ids, const int64_t* types, const int64_t* 
         RowVectors<V> y(width);
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < rows; ++i) {
+            if (i + AHEAD < rows && ids[i + AHEAD] >= 0 && ids[i + AHEAD] < words) {
+                const char* next = reinterpret_cast<const char*>(word + ids[i + AHEAD] * width);
+                for (int64_t line = 0; line < width * 4; line += 64) _mm_prefetch(next + line, _MM_HINT_T0);
+            }
             key_mask[i] = attended[i] ? 0.0f : -FLT_MAX;
             const int bad = (ids[i] < 0 || ids[i] >= words) | (types[i] < 0 || types[i] >= token_types) << 1;
             if (bad) {
