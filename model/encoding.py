@@ -196,17 +196,21 @@ def _marks(items: Sequence[Encoded], field: str, n: int, width: int) -> torch.Te
     return marks
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int | None = None, multiple: int = 1
+) -> list[list[int]]:
     """Indices grouped into batches of similar length, longest first.
 
     A batch holds at most `batch_size` items and, with `max_tokens`, at most that many tokens once padded to its
-    longest item (always at least one item).
+    longest item (always at least one item); where it could hold more than `multiple` items, a multiple of them.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     start = 0
     while start < len(order):
         size = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // max(1, lengths[order[start]])))
+        if size > multiple:
+            size -= size % multiple
         batches.append(order[start : start + size])
         start += size
     return batches

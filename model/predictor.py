@@ -442,8 +442,13 @@ class StancePredictor:
         return [self.encoder.encode_sentence(t) for t in texts]
 
     def _batches(self, items: Sequence[Encoded], batch_size: int | None) -> list[list[int]]:
-        """Length-sorted batches: at most `batch_size` pairs (default: the path's own), and `batch_tokens` tokens."""
-        return length_sorted_batches([len(e.input_ids) for e in items], batch_size or self.batch_size, self.batch_tokens)
+        """Length-sorted batches: at most `batch_size` pairs (default: the path's own), and `batch_tokens` tokens.
+        Batches cut by tokens hold a multiple of the threads' count of pairs: the AMX attention kernel splits a
+        batch's sequences between threads, and 39 sequences took as long as 40 (kernel_revisions, benchmarks/PROFILE.md,
+        session 22)."""
+        lengths = [len(e.input_ids) for e in items]
+        multiple = torch.get_num_threads() if self.batch_tokens else 1
+        return length_sorted_batches(lengths, batch_size or self.batch_size, self.batch_tokens, multiple)
 
     @torch.inference_mode()
     def _logits(self, items: Sequence[Encoded], head: str, batch_size: int | None) -> torch.Tensor:

@@ -141,6 +141,13 @@ def test_token_budget_batches_hold_more_short_items_than_long_ones():
     assert length_sorted_batches(lengths, 3) == [[7, 0, 2], [5, 1, 3], [4, 6]]
 
 
+def test_token_budget_batches_hold_a_multiple_of_items_where_they_can():
+    lengths = [300, 40, 40, 40, 40, 40, 40, 40, 40, 40]
+    # 300 tokens alone; five of 40 fit the budget of 200, four go (a multiple of 2); then the last.
+    assert length_sorted_batches(lengths, 8, max_tokens=200, multiple=2) == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
+    assert length_sorted_batches(lengths, 8, max_tokens=200) == [[0], [1, 2, 3, 4, 5], [6, 7, 8, 9]]
+
+
 def test_bad_settings_are_rejected(tokenizer):
     with pytest.raises(InvalidInputError, match="input_format"):
         PairEncoder(tokenizer, "nope")

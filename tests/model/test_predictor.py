@@ -163,3 +163,13 @@ def test_device_choice(tiny_model_dir):
         resolve_device("tpu")
     with pytest.raises(InvalidInputError, match=r"^device 'cuda:99' is not available on this machine \(no CUDA GPU found\)$"):
         resolve_device("cuda:99")
+
+
+def test_batches_cut_by_tokens_hold_a_multiple_of_the_threads_count(tiny_predictor, monkeypatch):
+    items = tiny_predictor.encode_sentences(["One two three four five six seven."] * 9)
+    width = len(items[0].input_ids)
+    monkeypatch.setattr(tiny_predictor, "batch_tokens", 5 * width)  # room for five
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert [len(b) for b in tiny_predictor._batches(items, 256)] == [4, 4, 1]
+    monkeypatch.setattr(tiny_predictor, "batch_tokens", None)  # eager batches: batch_size pairs, as many as asked
+    assert [len(b) for b in tiny_predictor._batches(items, 5)] == [5, 4]
