@@ -31,9 +31,9 @@ const TileConfig TILES;
 // Memory that tiles load or store, or whose rows the vector steps read, aligned to cache lines: std::vector's own
 // (16 bytes) split each tile row across two lines, which halved the int8 GEMM's rate (a standalone loop from L1:
 // 1.8 against 3.5 TOPS on one core; benchmarks/PROFILE.md, session 20). A TileVector made with a size alone is left
-// uninitialised, as the kernels write their buffers before they read them: zero-filling them, about 1 MB a thread
-// in each call of the GELU and attention kernels, was memset's 1.8% of a pass (perf, benchmarks/PROFILE.md,
-// session 22).
+// uninitialised, as the kernels write their buffers before they read them: zero-filling them, 0.4 MB a thread in
+// each call of the GELU kernel and 0.8 MB in the attention's, was memset's 1.4-1.8% of a pass (perf,
+// benchmarks/PROFILE.md, session 22).
 template <class T>
 struct LineAligned {
     using value_type = T;
