@@ -17,7 +17,9 @@ On the same sampled NewsMTSC pairs, in one run:
 Every speed is the median of --repeats timed runs after one warm-up; the default path's ratio to the naive pipeline is
 also the median of --rounds rounds that time one after the other, and its ratio to the int8 ceiling the median of
 --rounds rounds of a one-second probe and then two passes, of the second (the first's beside it). Writes
-benchmarks/results/inference.json (or --out; inference_avx2.json is a run on an AVX2-only CPU).
+benchmarks/results/inference.json (or --out; inference_avx2.json is a run on an AVX2-only CPU). With oneDNN's ISA cap
+below AMX (`ONEDNN_MAX_CPU_ISA=AVX10_1_512`) every path runs as on the same CPU without AMX
+(`model.fused_attention.amx_tiles`): inference_no_amx.json.
 
     .venv/bin/python benchmarks/inference.py [--pairs 2000] [--repeats 3] [--threads 2] [--out FILE]
 """
@@ -344,6 +346,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "processor": cpu_model(),
             **cpu_features(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"),
             "torch": torch.__version__,
         },
     }

@@ -158,11 +158,19 @@ def _amx_linear_norm_kernel() -> Callable[..., None] | None:
     return _built(AMX_SOURCE, "stance_amx_linear_norm", AMX_LINEAR_NORM_ARGS)
 
 
+def amx_tiles() -> bool:
+    """Whether this process may use AMX's int8 tiles: the CPU has them, and oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA, or
+    its older name DNNL_MAX_CPU_ISA), where set, keeps AMX. A cap below AMX, which keeps torch's own int8 and bf16
+    GEMMs off the tiles, keeps ours off them too: the whole process then runs as on the CPU without AMX."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    return torch.cpu.get_capabilities().get("amx_int8", False) and (cap in ("ALL", "DEFAULT") or "AMX" in cap)
+
+
 @functools.cache
 def amx_available() -> bool:
-    """Whether the AMX int8 GEMM runs here: the CPU has AMX's int8 tiles, the kernel builds, and Linux lets this
-    process use the tiles (the first call asks it)."""
-    if not torch.cpu.get_capabilities().get("amx_int8", False):
+    """Whether the AMX int8 GEMM runs here: AMX's int8 tiles may be used (`amx_tiles`), the kernel builds, and Linux
+    lets this process use the tiles (the first call asks it)."""
+    if not amx_tiles():
         return False
     init = _built(AMX_SOURCE, "stance_amx_init", (), ctypes.c_int)
     kernels = (_amx_linear_kernel(), _amx_gelu_codes_kernel(), _amx_linear_norm_kernel())

@@ -96,9 +96,10 @@ def gelu_range(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def int8_kernel() -> str:
-    """The int8 GEMM for this CPU: where it has AMX's int8 tiles "amx" (or "onednn" where our AMX kernel cannot be
-    built), "int_mm" where it has int8 dot products (VNNI), else "fbgemm"."""
-    if torch.cpu.get_capabilities().get("amx_int8", False):
+    """The int8 GEMM for this CPU: where it has AMX's int8 tiles and they may be used (`fused_attention.amx_tiles`)
+    "amx" (or "onednn" where our AMX kernel cannot be built), "int_mm" where it has int8 dot products (VNNI), else
+    "fbgemm"."""
+    if fused_attention.amx_tiles():
         return "amx" if fused_attention.amx_available() else "onednn"
     return "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
 

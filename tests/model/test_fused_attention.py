@@ -325,6 +325,16 @@ def test_without_amx_in_the_cpu_the_amx_kernel_is_not_used(monkeypatch):
     assert not fused_attention.amx_available.__wrapped__()
 
 
+def test_an_isa_cap_below_amx_keeps_the_amx_kernels_off(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_int8": True})
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert fused_attention.amx_tiles()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert not fused_attention.amx_tiles()
+    assert not fused_attention.amx_available.__wrapped__()
+
+
 @needs_compiler
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
 def test_a_build_without_amx_does_not_start(tmp_path, monkeypatch):

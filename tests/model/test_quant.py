@@ -102,10 +102,9 @@ def test_the_kernels_give_nearly_the_same_result_and_the_cpu_picks_one():
     if "amx" in out:
         # oneDNN's products bit for bit, dequantised in the kernel: the same float steps, some fused.
         assert torch.allclose(out["amx"], out["onednn"], rtol=1e-6, atol=1e-6)
-    capabilities = torch.cpu.get_capabilities()
     expected = "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
     amx = "amx" if fused_attention.amx_available() else "onednn"
-    assert int8_kernel() == (amx if capabilities.get("amx_int8") else expected)
+    assert int8_kernel() == (amx if fused_attention.amx_tiles() else expected)
     assert "kernel=" + int8_kernel() in repr(Int8Linear(linear))
     with pytest.raises(ValueError, match=r"kernel must be one of \('amx', 'onednn', 'int_mm', 'fbgemm'\), not 'avx'"):
         Int8Linear(linear, kernel="avx")
@@ -132,6 +131,29 @@ def test_the_int8_kernel_follows_the_cpu(monkeypatch, capabilities, amx_builds, 
     monkeypatch.setattr("torch.cpu.get_capabilities", lambda: capabilities)
     monkeypatch.setattr(fused_attention, "amx_available", lambda: amx_builds)
     assert int8_kernel() == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "cap", "expected"),
+    [
+        ("ONEDNN_MAX_CPU_ISA", "ALL", "amx"),
+        ("ONEDNN_MAX_CPU_ISA", "default", "amx"),
+        ("ONEDNN_MAX_CPU_ISA", "avx512_core_amx", "amx"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX10_1_512_AMX_FP16", "amx"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", "int_mm"),
+        ("ONEDNN_MAX_CPU_ISA", "avx10_1_512", "int_mm"),
+        ("DNNL_MAX_CPU_ISA", "AVX512_CORE_VNNI", "int_mm"),
+    ],
+)
+def test_an_isa_cap_below_amx_keeps_the_int8_path_off_the_tiles(monkeypatch, variable, cap, expected):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv(variable, cap)
+    monkeypatch.setattr("torch.cpu.get_capabilities", lambda: {"amx_int8": True, "avx512_vnni": True})
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True)
+    monkeypatch.setattr(fused_attention, "amx_available", lambda: True)
+    assert int8_kernel() == expected
+    assert fused_attention.amx_tiles() == (expected == "amx")
 
 
 @pytest.mark.parametrize(
