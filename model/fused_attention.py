@@ -92,9 +92,10 @@ def _cpu_signature() -> str:
     return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
 
 
-def build(compiler: str, source: Path = SOURCE, flags: tuple[str, ...] = FLAGS) -> Path:
-    """The shared library of `source` for this CPU, compiled unless the cache has it; raises OSError or
-    subprocess.SubprocessError when it cannot be built."""
+def build(compiler: str, source: Path = SOURCE, flags: tuple[str, ...] | None = None) -> Path:
+    """The shared library of `source` for this CPU, compiled with `flags` (FLAGS unless given) unless the cache has
+    it; raises OSError or subprocess.SubprocessError when it cannot be built."""
+    flags = FLAGS if flags is None else flags
     # What the source may include: the headers, and other sources (amx_encoder.cpp builds two others into one library).
     others = [f.read_text() for f in sorted(source.parent.iterdir()) if f.suffix in (".h", ".cpp") and f != source]
     key = hashlib.sha256("\0".join([source.read_text(), *others, compiler, *flags, _cpu_signature()]).encode()).hexdigest()

@@ -40,7 +40,14 @@ struct LineAligned {
     LineAligned() = default;
     template <class U>
     LineAligned(const LineAligned<U>&) {}
-    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    T* allocate(std::size_t n) {
+        T* p = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+#ifdef STANCE_POISON_BUFFERS
+        // A test's build: every byte 0xFF (NaN as float32 or bf16), so that a read before a write shows.
+        std::memset(static_cast<void*>(p), 0xFF, n * sizeof(T));
+#endif
+        return p;
+    }
     void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
     template <class U>
     void construct(U* p) noexcept {

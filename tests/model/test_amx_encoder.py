@@ -79,6 +79,24 @@ def test_the_amx_encoder_is_the_fused_encoders_forward(batch, length):
 
 
 @needs_amx_attention
+def test_no_kernel_reads_its_buffers_before_it_writes_them(monkeypatch):
+    # The kernels' buffers are left uninitialised (model/kernels/amx.h): built to fill them with NaN bytes, the
+    # kernels must still give the same result bit for bit, padded rows and keys past each sequence's length included.
+    encoder = fused_encoder()
+    ids, types, mask = tokens(7, 37)
+    with torch.no_grad():
+        expected = AmxEncoder(encoder)(ids, mask, types).last_hidden_state
+        monkeypatch.setattr(fused_attention, "FLAGS", (*fused_attention.FLAGS, "-DSTANCE_POISON_BUFFERS"))
+        fused_attention._built.cache_clear()
+        try:
+            poisoned = AmxEncoder(encoder)(ids, mask, types).last_hidden_state
+        finally:
+            monkeypatch.undo()
+            fused_attention._built.cache_clear()
+    assert torch.equal(poisoned, expected)
+
+
+@needs_amx_attention
 def test_the_amx_encoder_takes_no_token_types_as_all_zero():
     encoder = AmxEncoder(fused_encoder())
     ids, _, mask = tokens(2, 9)
