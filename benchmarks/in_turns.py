@@ -4,12 +4,14 @@ int8-kernel` oneDNN's prepacked int8 Linear against `torch._int_mm` (results/int
 `--compare amx-kernel` our AMX int8 kernel against oneDNN's Linear (results/amx_kernel_in_turns.json; per layer,
 benchmarks/amx_kernel.py), `--compare amx-attention` the query-key-value layer and attention in one AMX kernel
 (model/kernels/amx_attention.cpp) against the query-key-value GEMM and then the float32 attention kernel
-(results/amx_attention.json), `--compare revision --against REV` the working tree's `model` package against git
-revision REV's (results/revision.json; REV's tree is exported to a temporary folder, which goes first on the child's
-PYTHONPATH).
+(results/amx_attention.json), `--compare emulated-tiles` our AMX kernels against `torch._int_mm` where AMX's
+tiles may not be used (a CPU without AMX, or oneDNN's ISA cap below it: ONEDNN_MAX_CPU_ISA=AVX10_1_512), so that ours
+run on tiles emulated with AVX512-VNNI (model/kernels/tiles.h; results/emulated_tiles.json), `--compare revision
+--against REV` the working tree's `model` package against git revision REV's (results/revision.json; REV's tree is
+exported to a temporary folder, which goes first on the child's PYTHONPATH).
 
-    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel|amx-kernel|amx-attention|revision [--against REV]
-        [--pairs 2000] [--rounds 3] [--passes 5] [--threads 2] [--out FILE]
+    .venv/bin/python benchmarks/in_turns.py --compare attention|int8-kernel|amx-kernel|amx-attention|emulated-tiles|revision
+        [--against REV] [--pairs 2000] [--rounds 3] [--passes 5] [--threads 2] [--out FILE]
 
 Each variant runs in its own process, in turns, round after round, so that neither's compiled graphs, caches or
 memory touch the other's timing. A process loads and compiles its variant, scores the pairs once to warm up and
@@ -73,6 +75,7 @@ COMPARISONS: dict[str, tuple[tuple[str, str], Callable[[str], StancePredictor], 
     "int8-kernel": (("onednn", "int_mm"), with_int8_kernel, "int8_kernel.json"),
     "amx-kernel": (("amx", "onednn"), with_int8_kernel, "amx_kernel_in_turns.json"),
     "amx-attention": (("amx", "float32"), with_amx_attention, "amx_attention.json"),
+    "emulated-tiles": (("amx", "int_mm"), with_int8_kernel, "emulated_tiles.json"),
     "revision": (("working-tree", "revision"), with_default, "revision.json"),
 }
 

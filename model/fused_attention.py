@@ -134,7 +134,10 @@ def _built(source: Path, name: str, argtypes: tuple, restype: type | None = None
     if compiler is None:
         return None
     try:
-        return bind(build(compiler, source), name, argtypes, restype)
+        # Where AMX's tiles may not be used, the AMX kernels are built on emulated ones even if the compiler
+        # targets AMX (under oneDNN's ISA cap); the other kernels ignore the definition.
+        flags = FLAGS if amx_tiles() else (*FLAGS, "-DSTANCE_EMULATE_TILES")
+        return bind(build(compiler, source, flags), name, argtypes, restype)
     except (OSError, subprocess.SubprocessError, AttributeError):
         return None
 
@@ -159,19 +162,37 @@ def _amx_linear_norm_kernel() -> Callable[..., None] | None:
     return _built(AMX_SOURCE, "stance_amx_linear_norm", AMX_LINEAR_NORM_ARGS)
 
 
+def _isa_cap() -> str:
+    """oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA), "ALL" where unset."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+
+
 def amx_tiles() -> bool:
-    """Whether this process may use AMX's int8 tiles: the CPU has them, and oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA, or
-    its older name DNNL_MAX_CPU_ISA), where set, keeps AMX. A cap below AMX, which keeps torch's own int8 and bf16
-    GEMMs off the tiles, keeps ours off them too: the whole process then runs as on the CPU without AMX."""
-    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    """Whether this process may use AMX's int8 tiles: the CPU has them, and oneDNN's ISA cap, where set, keeps AMX.
+    A cap below AMX, which keeps torch's own int8 and bf16 GEMMs off the tiles, keeps ours off them too."""
+    cap = _isa_cap()
     return torch.cpu.get_capabilities().get("amx_int8", False) and (cap in ("ALL", "DEFAULT") or "AMX" in cap)
+
+
+def emulated_tiles() -> bool:
+    """Whether the AMX kernels run here on tiles emulated with AVX512-VNNI (model/kernels/tiles.h): AMX's tiles may
+    not be used (`amx_tiles`), the CPU has AVX512-VNNI, and oneDNN's ISA cap, where set, keeps it."""
+    cap = _isa_cap()
+    vnni_caps = ("ALL", "DEFAULT", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_FP16")
+    keeps_vnni = cap in vnni_caps or cap.startswith("AVX10") or "AMX" in cap
+    return not amx_tiles() and torch.cpu.get_capabilities().get("avx512_vnni", False) and keeps_vnni
+
+
+def tiles() -> str | None:
+    """How the AMX kernels' tiles run here: "amx", "emulated" (`emulated_tiles`), or None."""
+    return "amx" if amx_tiles() else "emulated" if emulated_tiles() else None
 
 
 @functools.cache
 def amx_available() -> bool:
-    """Whether the AMX int8 GEMM runs here: AMX's int8 tiles may be used (`amx_tiles`), the kernel builds, and Linux
-    lets this process use the tiles (the first call asks it)."""
-    if not amx_tiles():
+    """Whether the AMX int8 GEMM runs here: on AMX's int8 tiles where they may be used, else on emulated ones
+    (`tiles`); the kernel builds, and Linux lets this process use the tiles (the first call asks it)."""
+    if tiles() is None:
         return False
     init = _built(AMX_SOURCE, "stance_amx_init", (), ctypes.c_int)
     kernels = (_amx_linear_kernel(), _amx_gelu_codes_kernel(), _amx_linear_norm_kernel())
@@ -188,7 +209,8 @@ def amx_attention_available() -> bool:
     and AVX-512's bf16 conversions, and the kernel builds with them (a compiler that does not target them builds a
     stub)."""
     capabilities = torch.cpu.get_capabilities()
-    if not (capabilities.get("amx_bf16", False) and capabilities.get("avx512_bf16", False) and amx_available()):
+    bf16_tiles = capabilities.get("amx_bf16", False) or tiles() == "emulated"
+    if not (bf16_tiles and capabilities.get("avx512_bf16", False) and amx_available()):
         return False
     built = _built(AMX_ATTENTION_SOURCE, "stance_amx_attention_built", (), ctypes.c_int)
     return built is not None and built() == 1 and _amx_qkv_attention_kernel() is not None

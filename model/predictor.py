@@ -115,13 +115,14 @@ def bf16_faster() -> bool:
 
 def cpu_features() -> dict[str, Any]:
     """The CPU facts behind the precision paths: torch's vector capability, VNNI, native bf16, whether bf16 is the
-    faster eager path, and the int8 kernel."""
+    faster eager path, the int8 kernel, and how the AMX kernels' tiles run (`fused_attention.tiles`)."""
     return {
         "capability": torch.backends.cpu.get_cpu_capability(),
         "vnni": torch.cpu._is_vnni_supported(),
         "native_bf16": native_bf16(),
         "bf16_faster": bf16_faster(),
         "int8_kernel": int8_kernel(),
+        "tiles": fused_attention.tiles(),
     }
 
 

@@ -97,10 +97,14 @@ def gelu_range(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def int8_kernel() -> str:
     """The int8 GEMM for this CPU: where it has AMX's int8 tiles and they may be used (`fused_attention.amx_tiles`)
-    "amx" (or "onednn" where our AMX kernel cannot be built), "int_mm" where it has int8 dot products (VNNI), else
-    "fbgemm"."""
-    if fused_attention.amx_tiles():
-        return "amx" if fused_attention.amx_available() else "onednn"
+    "amx" (or "onednn" where our AMX kernel cannot be built); else "amx" on emulated tiles where the CPU has
+    AVX512-VNNI and the kernels build (`fused_attention.tiles`), else "int_mm" where it has int8 dot products (VNNI),
+    else "fbgemm"."""
+    tiles = fused_attention.tiles()
+    if tiles is not None and fused_attention.amx_available():
+        return "amx"
+    if tiles == "amx":
+        return "onednn"
     return "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
 
 
@@ -116,7 +120,7 @@ def resolve_int8_kernel(kernel: str = "auto", used: bool = True) -> str:
     if kernel == "auto":
         return int8_kernel()
     if kernel == "amx" and not fused_attention.amx_available():
-        needs = "AMX's int8 tiles and a C++ compiler"
+        needs = "AMX's int8 tiles or AVX512-VNNI, and a C++ compiler"
     elif kernel == "onednn" and not torch.cpu._is_vnni_supported():
         # oneDNN's int8 kernels without VNNI sum byte products in 16 bits, which can saturate.
         needs = "int8 dot products (AVX512-VNNI, AVX-VNNI or AMX)"
@@ -188,7 +192,9 @@ class Int8Linear(nn.Module):
         if self.kernel not in INT8_KERNELS:
             raise ValueError(f"kernel must be one of {INT8_KERNELS}, not {self.kernel!r}")
         if self.kernel == "amx" and not fused_attention.amx_available():
-            raise ValueError("the amx kernel needs AMX's int8 tiles and a C++ compiler (fused_attention.amx_available)")
+            raise ValueError(
+                "the amx kernel needs AMX's int8 tiles or AVX512-VNNI, and a C++ compiler (fused_attention.amx_available)"
+            )
         if gelu_input and smooth is not None:
             raise ValueError("a layer with gelu_input cannot be smoothed: GELU would have to come before the smoothing")
         self.gelu_input = gelu_input

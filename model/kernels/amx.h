@@ -1,6 +1,6 @@
 // What the AMX kernels share (amx_linear.cpp, amx_attention.cpp): the tile configuration, the int8 GEMM (uint8
 // codes times int8 weights packed by stance_amx_pack, in blocks of 32 rows x 32 columns) and a row's quantising.
-// Included only where the compiler targets AMX (__AMX_INT8__, __AMX_TILE__).
+// Included only where tiles.h finds the int8 tile steps (STANCE_INT8_TILES).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -10,6 +10,7 @@
 #include <new>
 #include <vector>
 
+#include "tiles.h"
 #include "vec.h"
 
 constexpr int TILE_ROWS = 16;
@@ -96,6 +97,62 @@ static const int8_t* weight_tiles(const int8_t* packed, int64_t column, int64_t 
     return packed + column / 16 * depth_tiles * 1024;
 }
 
+#if STANCE_TILES_EMULATED
+// Without AMX (tiles.h) a block's sums wait in each thread's own buffer instead of tiles 0-3, and its products are
+// AVX512-VNNI's: 8 rows by the block's 32 columns at a time in 16 registers, each a multiply-add of a broadcast quad
+// of a row's codes by a row of a weight tile (a quad of depths for 16 columns), as tdpbusd does.
+struct alignas(64) BlockSums {
+    int32_t row[STRIPE][BLOCK];
+};
+
+static BlockSums& block_sums() {
+    static thread_local BlockSums sums;
+    return sums;
+}
+
+static void load_block(const int32_t* sums, int64_t ld) {
+    BlockSums& b = block_sums();
+    for (int r = 0; r < STRIPE; ++r)
+        for (int c = 0; c < BLOCK; c += 16) _mm512_store_si512(&b.row[r][c], _mm512_loadu_si512(sums + r * ld + c));
+}
+
+static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles, int64_t from,
+                           int64_t to) {
+    constexpr int ROWS = 8;
+    BlockSums& block = block_sums();
+    for (int g = 0; g < STRIPE; g += ROWS) {
+        __m512i low[ROWS], high[ROWS];
+        for (int r = 0; r < ROWS; ++r) {
+            low[r] = _mm512_load_si512(&block.row[g + r][0]);
+            high[r] = _mm512_load_si512(&block.row[g + r][16]);
+        }
+        for (int64_t d = from; d < to; ++d) {
+            const int8_t *w0 = b + d * 1024, *w1 = b + (depth_tiles + d) * 1024;
+            const uint8_t* x = a + g * stride + d * 64;
+            for (int q = 0; q < 16; ++q) {
+                const __m512i lw = _mm512_load_si512(w0 + q * TILE_BYTES), hw = _mm512_load_si512(w1 + q * TILE_BYTES);
+                for (int r = 0; r < ROWS; ++r) {
+                    int32_t quad;
+                    std::memcpy(&quad, x + r * stride + 4 * q, 4);
+                    const __m512i codes = _mm512_set1_epi32(quad);
+                    low[r] = _mm512_dpbusd_epi32(low[r], codes, lw);
+                    high[r] = _mm512_dpbusd_epi32(high[r], codes, hw);
+                }
+            }
+        }
+        for (int r = 0; r < ROWS; ++r) {
+            _mm512_store_si512(&block.row[g + r][0], low[r]);
+            _mm512_store_si512(&block.row[g + r][16], high[r]);
+        }
+    }
+}
+
+static void store_block(int32_t* sums, int64_t ld) {
+    const BlockSums& b = block_sums();
+    for (int r = 0; r < STRIPE; ++r)
+        for (int c = 0; c < BLOCK; c += 16) _mm512_storeu_si512(sums + r * ld + c, _mm512_load_si512(&b.row[r][c]));
+}
+#else
 // Tiles 0-3 = a block's sums [STRIPE][BLOCK] from `sums`, rows `ld` int32 apart, or with ld = 0 the same row for
 // all (zero_point_shift's, at the block's first column). The tiles start from the shift rather than being corrected
 // after they are stored: reading them back at once to correct them stalled on the tile stores and took a quarter of
@@ -130,6 +187,7 @@ static void store_block(int32_t* sums, int64_t ld) {
     _tile_stored(2, sums + TILE_ROWS * ld, ld * 4);
     _tile_stored(3, sums + TILE_ROWS * ld + 16, ld * 4);
 }
+#endif
 
 
 // A row's quantising as model/quant.py's Int8Linear quantises its input, over the row's range [lo, hi]: its

@@ -8,7 +8,9 @@
 // model/fused_attention.py; without AMX (or a compiler that targets it) it builds to a stub that says so.
 #include <cstdint>
 
-#if defined(__AMX_INT8__) && defined(__AMX_BF16__) && defined(__AMX_TILE__) && defined(__AVX512BF16__)
+#include "tiles.h"
+
+#if STANCE_BF16_TILES
 #include "amx.h"
 
 namespace {

@@ -45,7 +45,7 @@ struct EmbeddingWeights {
     int64_t words, token_types;
 };
 
-#if defined(__AMX_INT8__) && defined(__AMX_BF16__) && defined(__AMX_TILE__) && defined(__AVX512BF16__)
+#if STANCE_BF16_TILES
 // The encoder on `batch` sequences of `length` tokens (ids, token types and attention mask [rows]): hidden holds two
 // [rows, n] states, the first the result; codes [rows × (2n + inner)] bytes; scales [7][rows] floats (the codes'
 // scales and offsets, and the key mask). Returns stance_amx_embed_codes's flags: 0, or which table an index fell

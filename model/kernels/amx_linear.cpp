@@ -8,15 +8,20 @@
 #include <cfloat>
 #include <cstdint>
 
-#if defined(__AMX_INT8__) && defined(__AMX_TILE__)
+#include "tiles.h"
+
+#if STANCE_INT8_TILES
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "amx.h"
 #include "gelu.h"
 
-// 0 once Linux lets this process use AMX's tile registers (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA).
-extern "C" int stance_amx_init() { return static_cast<int>(syscall(SYS_arch_prctl, 0x1023, 18)); }
+// 0 once Linux lets this process use AMX's tile registers (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); emulated
+// tiles need no leave.
+extern "C" int stance_amx_init() {
+    return STANCE_TILES_EMULATED ? 0 : static_cast<int>(syscall(SYS_arch_prctl, 0x1023, 18));
+}
 
 // weights [k, n] row-major into tiles [columns / 16][depth / 64][16 depth quads][16 columns][4 depths], with k and n
 // padded by zeros to multiples of 64 and 32: (round_up(n, 32) / 16) * (round_up(k, 64) / 64) tiles of 1,024 bytes.

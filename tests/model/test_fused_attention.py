@@ -337,10 +337,15 @@ def test_an_isa_cap_below_amx_keeps_the_amx_kernels_off(monkeypatch):
 
 @needs_compiler
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
-def test_a_build_without_amx_does_not_start(tmp_path, monkeypatch):
-    # What a CPU without AMX builds: a stub whose start-up check fails, so that amx_available is false.
-    library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_SOURCE, ("-mno-amx-tile", "-mno-amx-int8"))
+def test_a_build_without_amx_or_vnni_does_not_start(tmp_path, monkeypatch):
+    # What a CPU without AMX or AVX512-VNNI builds: a stub whose start-up check fails, so that amx_available is false.
+    no_amx = ("-mno-amx-tile", "-mno-amx-int8")
+    library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_SOURCE, (*no_amx, "-mno-avx512vnni"))
     assert fused_attention.bind(library, "stance_amx_init", (), ctypes.c_int)() == -1
+    # With AVX512-VNNI, the kernels on emulated tiles (model/kernels/tiles.h).
+    library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_SOURCE, no_amx)
+    vnni = torch.cpu.get_capabilities().get("avx512_vnni", False)
+    assert fused_attention.bind(library, "stance_amx_init", (), ctypes.c_int)() == (0 if vnni else -1)
 
 
 def linear_norm_reference(products, column_scale, row_scale, row_offset, weight_sum, bias, residual, norm, next_scale):
@@ -482,8 +487,8 @@ def test_without_amx_bf16_in_the_cpu_the_amx_attention_is_not_used(monkeypatch):
 
 @needs_compiler
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
-def test_a_build_without_amx_bf16_says_it_has_no_attention(tmp_path, monkeypatch):
-    library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_ATTENTION_SOURCE, ("-mno-amx-bf16",))
+def test_a_build_without_bf16_tiles_says_it_has_no_attention(tmp_path, monkeypatch):
+    library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_ATTENTION_SOURCE, ("-mno-amx-bf16", "-mno-avx512bf16"))
     assert fused_attention.bind(library, "stance_amx_attention_built", (), ctypes.c_int)() == 0
 
 

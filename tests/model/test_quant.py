@@ -112,9 +112,8 @@ def test_the_kernels_give_nearly_the_same_result_and_the_cpu_picks_one():
 
 def test_the_amx_kernel_is_refused_where_it_cannot_run(monkeypatch):
     monkeypatch.setattr(fused_attention, "amx_available", lambda: False)
-    with pytest.raises(
-        ValueError, match=r"^the amx kernel needs AMX's int8 tiles and a C\+\+ compiler \(fused_attention.amx_available\)$"
-    ):
+    needs = r"^the amx kernel needs AMX's int8 tiles or AVX512-VNNI, and a C\+\+ compiler \(fused_attention.amx_available\)$"
+    with pytest.raises(ValueError, match=needs):
         Int8Linear(_linear(), kernel="amx")
 
 
@@ -123,6 +122,7 @@ def test_the_amx_kernel_is_refused_where_it_cannot_run(monkeypatch):
     [
         ({"amx_int8": True, "avx512_vnni": True}, True, "amx"),
         ({"amx_int8": True, "avx512_vnni": True}, False, "onednn"),
+        ({"amx_int8": False, "avx512_vnni": True}, True, "amx"),  # on emulated tiles
         ({"amx_int8": False, "avx512_vnni": True}, False, "int_mm"),
         ({"avx512_vnni": False}, False, "fbgemm"),
     ],
@@ -140,20 +140,24 @@ def test_the_int8_kernel_follows_the_cpu(monkeypatch, capabilities, amx_builds, 
         ("ONEDNN_MAX_CPU_ISA", "default", "amx"),
         ("ONEDNN_MAX_CPU_ISA", "avx512_core_amx", "amx"),
         ("ONEDNN_MAX_CPU_ISA", "AVX10_1_512_AMX_FP16", "amx"),
-        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", "int_mm"),
-        ("ONEDNN_MAX_CPU_ISA", "avx10_1_512", "int_mm"),
-        ("DNNL_MAX_CPU_ISA", "AVX512_CORE_VNNI", "int_mm"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", "emulated"),
+        ("ONEDNN_MAX_CPU_ISA", "avx10_1_512", "emulated"),
+        ("DNNL_MAX_CPU_ISA", "AVX512_CORE_VNNI", "emulated"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE", None),
+        ("ONEDNN_MAX_CPU_ISA", "AVX2", None),
     ],
 )
-def test_an_isa_cap_below_amx_keeps_the_int8_path_off_the_tiles(monkeypatch, variable, cap, expected):
+def test_an_isa_cap_below_amx_keeps_the_kernels_off_amx_tiles(monkeypatch, variable, cap, expected):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setenv(variable, cap)
     monkeypatch.setattr("torch.cpu.get_capabilities", lambda: {"amx_int8": True, "avx512_vnni": True})
     monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True)
-    monkeypatch.setattr(fused_attention, "amx_available", lambda: True)
-    assert int8_kernel() == expected
+    monkeypatch.setattr(fused_attention, "amx_available", lambda: fused_attention.tiles() is not None)
+    assert fused_attention.tiles() == expected
     assert fused_attention.amx_tiles() == (expected == "amx")
+    # Our kernels on AMX's tiles or emulated ones, else the CPU's int8 dot products.
+    assert int8_kernel() == ("int_mm" if expected is None else "amx")
 
 
 @pytest.mark.parametrize(
@@ -360,7 +364,7 @@ def test_an_int8_kernel_can_be_chosen_where_it_runs(monkeypatch):
     monkeypatch.setattr(fused_attention, "amx_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False)
     expected = {
-        "amx": "int8_kernel 'amx' needs AMX's int8 tiles and a C++ compiler, which this machine lacks",
+        "amx": "int8_kernel 'amx' needs AMX's int8 tiles or AVX512-VNNI, and a C++ compiler, which this machine lacks",
         "onednn": "int8_kernel 'onednn' needs int8 dot products (AVX512-VNNI, AVX-VNNI or AMX), which this machine lacks",
     }
     for kernel, message in expected.items():

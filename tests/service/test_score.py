@@ -215,7 +215,7 @@ def test_an_int8_kernel_that_cannot_run_here_fails_before_scoring(tiny_model_dir
     monkeypatch.setattr("model.fused_attention.amx_available", lambda: False)
     args = ["score", str(inputs["jsonl"]), "--out", str(out), "--model", str(tiny_model_dir), "--precision", "int8"]
     assert main([*args, "--int8-kernel", "amx", "--compile", "off"]) == 2
-    message = "error: int8_kernel 'amx' needs AMX's int8 tiles and a C++ compiler, which this machine lacks\n"
+    message = "error: int8_kernel 'amx' needs AMX's int8 tiles or AVX512-VNNI, and a C++ compiler, which this machine lacks\n"
     assert capsys.readouterr().err == message
     assert not out.exists()
     # The kernel is one of the settings a rerun must match.

@@ -1,0 +1,127 @@
+// AMX's tile steps for the AMX kernels (amx.h, amx_linear.cpp, amx_attention.cpp): the instructions themselves
+// where the build targets AMX, else, on a CPU with AVX512-VNNI (and for the bf16 steps AVX512-BF16), the same
+// steps in AVX-512 registers, as the CPUs without AMX run them (AMD's Zen 4 and 5, Intel's Xeons before Sapphire
+// Rapids or where a virtual machine hides AMX). STANCE_EMULATE_TILES asks for the emulation where AMX is there too
+// (model/fused_attention.py builds the kernels that way where oneDNN's ISA cap leaves AMX out). Defines STANCE_INT8_TILES
+// where the int8 steps run, STANCE_BF16_TILES where the bf16 ones do too, and STANCE_TILES_EMULATED.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+#if defined(__AMX_INT8__) && defined(__AMX_TILE__) && !defined(STANCE_EMULATE_TILES)
+#define STANCE_INT8_TILES 1
+#define STANCE_TILES_EMULATED 0
+#if defined(__AMX_BF16__) && defined(__AVX512BF16__)
+#define STANCE_BF16_TILES 1
+#endif
+#elif defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define STANCE_INT8_TILES 1
+#define STANCE_TILES_EMULATED 1
+#if defined(__AVX512BF16__)
+#define STANCE_BF16_TILES 1
+#endif
+#else
+#define STANCE_INT8_TILES 0
+#define STANCE_TILES_EMULATED 0
+#endif
+#ifndef STANCE_BF16_TILES
+#define STANCE_BF16_TILES 0
+#endif
+
+#if STANCE_TILES_EMULATED
+namespace emulated_tiles {
+
+// The eight tiles, each thread's own, in the one shape the kernels configure: 16 rows of 64 bytes. A loaded tile is
+// a view of its rows where they are (the kernels leave those unchanged until the tile is used), until a product adds
+// into it or _tile_zero clears it: then its rows are its own.
+struct alignas(64) Tile {
+    uint8_t row[16][64];
+    const uint8_t* at;
+    int64_t stride;
+};
+
+inline Tile* tiles() {
+    static thread_local Tile t[8];
+    return t;
+}
+
+inline void load(int t, const void* from, int64_t stride) {
+    Tile& x = tiles()[t];
+    x.at = static_cast<const uint8_t*>(from);
+    x.stride = stride;
+}
+
+inline void store(int t, void* to, int64_t stride) {
+    const Tile& x = tiles()[t];
+    for (int r = 0; r < 16; ++r)
+        _mm512_storeu_si512(static_cast<uint8_t*>(to) + r * stride, _mm512_loadu_si512(x.at + r * x.stride));
+}
+
+inline void zero(int t) {
+    Tile& x = tiles()[t];
+    for (int r = 0; r < 16; ++r) _mm512_store_si512(x.row[r], _mm512_setzero_si512());
+    x.at = x.row[0], x.stride = 64;
+}
+
+// Tile c's rows as its own (a view's copied).
+inline Tile& own(int c) {
+    Tile& x = tiles()[c];
+    if (x.at != x.row[0]) {
+        for (int r = 0; r < 16; ++r) _mm512_store_si512(x.row[r], _mm512_loadu_si512(x.at + r * x.stride));
+        x.at = x.row[0], x.stride = 64;
+    }
+    return x;
+}
+
+// Tile c += tile a times tile b: each of c's 16 rows in a register, 16 multiply-adds of a broadcast word (4 bytes)
+// of a's row by a row of b.
+#define STANCE_TILE_PRODUCT(type, load, store, step)                                   \
+    Tile& sum = own(c);                                                                \
+    const Tile *x = tiles() + a, *y = tiles() + b;                                     \
+    type sums[16];                                                                     \
+    for (int r = 0; r < 16; ++r) sums[r] = load(sum.row[r]);                           \
+    for (int k = 0; k < 16; ++k) {                                                     \
+        const __m512i w = _mm512_loadu_si512(y->at + k * y->stride);                   \
+        for (int r = 0; r < 16; ++r) {                                                 \
+            int32_t word;                                                              \
+            __builtin_memcpy(&word, x->at + r * x->stride + 4 * k, 4);                 \
+            sums[r] = step(sums[r], _mm512_set1_epi32(word), w);                       \
+        }                                                                              \
+    }                                                                                  \
+    for (int r = 0; r < 16; ++r) store(sum.row[r], sums[r]);
+
+// uint8 quads of a by int8 quads of b into int32 sums.
+inline void dpbusd(int c, int a, int b) {
+    STANCE_TILE_PRODUCT(__m512i, _mm512_load_si512, _mm512_store_si512, _mm512_dpbusd_epi32)
+}
+
+#if defined(__AVX512BF16__)
+static inline __m512 bf16_step(__m512 sums, __m512i a, __m512i b) {
+    return _mm512_dpbf16_ps(sums, (__m512bh)a, (__m512bh)b);
+}
+
+// bf16 pairs of a by bf16 pairs of b into float32 sums.
+inline void dpbf16ps(int c, int a, int b) {
+    STANCE_TILE_PRODUCT(__m512, _mm512_load_ps, _mm512_store_ps, bf16_step)
+}
+#endif
+#undef STANCE_TILE_PRODUCT
+
+}  // namespace emulated_tiles
+
+#undef _tile_loadconfig
+#undef _tile_release
+#undef _tile_loadd
+#undef _tile_stored
+#undef _tile_zero
+#undef _tile_dpbusd
+#undef _tile_dpbf16ps
+#define _tile_loadconfig(config) ((void)(config))
+#define _tile_release() ((void)0)
+#define _tile_loadd(t, from, stride) emulated_tiles::load(t, from, stride)
+#define _tile_stored(t, to, stride) emulated_tiles::store(t, to, stride)
+#define _tile_zero(t) emulated_tiles::zero(t)
+#define _tile_dpbusd(c, a, b) emulated_tiles::dpbusd(c, a, b)
+#define _tile_dpbf16ps(c, a, b) emulated_tiles::dpbf16ps(c, a, b)
+#endif
