@@ -129,6 +129,7 @@ static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, in
         for (int64_t d = from; d < to; ++d) {
             const int8_t *w0 = b + d * 1024, *w1 = b + (depth_tiles + d) * 1024;
             const uint8_t* x = a + g * stride + d * 64;
+#pragma GCC unroll 16
             for (int q = 0; q < 16; ++q) {
                 const __m512i lw = _mm512_load_si512(w0 + q * TILE_BYTES), hw = _mm512_load_si512(w1 + q * TILE_BYTES);
                 for (int r = 0; r < ROWS; ++r) {
