@@ -18,8 +18,8 @@ Every speed is the median of --repeats timed runs after one warm-up; the default
 also the median of --rounds rounds that time one after the other, and its ratio to the int8 ceiling the median of
 --rounds rounds of a one-second probe and then two passes, of the second (the first's beside it). Writes
 benchmarks/results/inference.json (or --out; inference_avx2.json is a run on an AVX2-only CPU). With oneDNN's ISA cap
-below AMX (`ONEDNN_MAX_CPU_ISA=AVX10_1_512`) every path runs as on the same CPU without AMX
-(`model.fused_attention.amx_tiles`): inference_no_amx.json.
+below AMX (`ONEDNN_MAX_CPU_ISA=AVX10_1_512`) every path runs as on the same CPU without AMX, our kernels on emulated
+tiles (`model.fused_attention.tiles`): inference_no_amx.json (inference_no_amx_int_mm.json: before they ran there).
 
     .venv/bin/python benchmarks/inference.py [--pairs 2000] [--repeats 3] [--threads 2] [--out FILE]
 """

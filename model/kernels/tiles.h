@@ -74,39 +74,28 @@ inline Tile& own(int c) {
     return x;
 }
 
-// Tile c += tile a times tile b: each of c's 16 rows in a register, 16 multiply-adds of a broadcast word (4 bytes)
-// of a's row by a row of b.
-#define STANCE_TILE_PRODUCT(type, load, store, step)                                   \
-    Tile& sum = own(c);                                                                \
-    const Tile *x = tiles() + a, *y = tiles() + b;                                     \
-    type sums[16];                                                                     \
-    for (int r = 0; r < 16; ++r) sums[r] = load(sum.row[r]);                           \
-    for (int k = 0; k < 16; ++k) {                                                     \
-        const __m512i w = _mm512_loadu_si512(y->at + k * y->stride);                   \
-        for (int r = 0; r < 16; ++r) {                                                 \
-            int32_t word;                                                              \
-            __builtin_memcpy(&word, x->at + r * x->stride + 4 * k, 4);                 \
-            sums[r] = step(sums[r], _mm512_set1_epi32(word), w);                       \
-        }                                                                              \
-    }                                                                                  \
-    for (int r = 0; r < 16; ++r) store(sum.row[r], sums[r]);
-
-// uint8 quads of a by int8 quads of b into int32 sums.
-inline void dpbusd(int c, int a, int b) {
-    STANCE_TILE_PRODUCT(__m512i, _mm512_load_si512, _mm512_store_si512, _mm512_dpbusd_epi32)
-}
-
 #if defined(__AVX512BF16__)
-static inline __m512 bf16_step(__m512 sums, __m512i a, __m512i b) {
-    return _mm512_dpbf16_ps(sums, (__m512bh)a, (__m512bh)b);
-}
-
-// bf16 pairs of a by bf16 pairs of b into float32 sums.
+// Tile c += tile a times tile b, bf16 pairs into float32 sums: each of c's 16 rows in a register, 16 multiply-adds of
+// a broadcast pair of a's row by a row of b, skipped where b's row is zero (the attention's values past a
+// sequence's length). amx.h has the int8 GEMM's own emulation.
 inline void dpbf16ps(int c, int a, int b) {
-    STANCE_TILE_PRODUCT(__m512, _mm512_load_ps, _mm512_store_ps, bf16_step)
+    Tile& sum = own(c);
+    const Tile *x = tiles() + a, *y = tiles() + b;
+    __m512 sums[16];
+    for (int r = 0; r < 16; ++r) sums[r] = _mm512_load_ps(sum.row[r]);
+    for (int k = 0; k < 16; ++k) {
+        const __m512i row = _mm512_loadu_si512(y->at + k * y->stride);
+        if (!_mm512_test_epi32_mask(row, row)) continue;
+        const __m512bh w = (__m512bh)row;
+        for (int r = 0; r < 16; ++r) {
+            int32_t pair;
+            __builtin_memcpy(&pair, x->at + r * x->stride + 4 * k, 4);
+            sums[r] = _mm512_dpbf16_ps(sums[r], (__m512bh)_mm512_set1_epi32(pair), w);
+        }
+    }
+    for (int r = 0; r < 16; ++r) _mm512_store_ps(sum.row[r], sums[r]);
 }
 #endif
-#undef STANCE_TILE_PRODUCT
 
 }  // namespace emulated_tiles
 
@@ -115,13 +104,11 @@ inline void dpbf16ps(int c, int a, int b) {
 #undef _tile_loadd
 #undef _tile_stored
 #undef _tile_zero
-#undef _tile_dpbusd
 #undef _tile_dpbf16ps
 #define _tile_loadconfig(config) ((void)(config))
 #define _tile_release() ((void)0)
 #define _tile_loadd(t, from, stride) emulated_tiles::load(t, from, stride)
 #define _tile_stored(t, to, stride) emulated_tiles::store(t, to, stride)
 #define _tile_zero(t) emulated_tiles::zero(t)
-#define _tile_dpbusd(c, a, b) emulated_tiles::dpbusd(c, a, b)
 #define _tile_dpbf16ps(c, a, b) emulated_tiles::dpbf16ps(c, a, b)
 #endif

@@ -97,7 +97,7 @@ def test_info_metrics_and_request_ids(client):
     assert info["metrics"] == {"note": "random weights"}
     runtime = {"precision": "fp32", "int8_kernel": None, "compile": "off", "attention": "sdpa", "cpu": cpu_features()}
     assert info["runtime"] == runtime
-    assert set(info["runtime"]["cpu"]) == {"capability", "vnni", "native_bf16", "bf16_faster", "int8_kernel"}
+    assert set(info["runtime"]["cpu"]) == {"capability", "vnni", "native_bf16", "bf16_faster", "int8_kernel", "tiles"}
     text = client.get("/metrics").text
     assert 'stance_requests_total{method="POST",route="/classify",status="200"} 1.0' in text
     assert "stance_pairs_scored_total" in text and "stance_batch_documents_bucket" in text and "stance_queue_depth" in text
