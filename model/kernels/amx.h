@@ -103,6 +103,8 @@ static const int8_t* weight_tiles(const int8_t* packed, int64_t column, int64_t 
 // of a row's codes by a row of a weight tile (a quad of depths for 16 columns), as tdpbusd does.
 struct alignas(64) BlockSums {
     int32_t row[STRIPE][BLOCK];
+    const int32_t* from;  // where the sums are: row, or until a product adds into them, where load_block found them
+    int64_t ld;
 };
 
 static BlockSums& block_sums() {
@@ -112,8 +114,7 @@ static BlockSums& block_sums() {
 
 static void load_block(const int32_t* sums, int64_t ld) {
     BlockSums& b = block_sums();
-    for (int r = 0; r < STRIPE; ++r)
-        for (int c = 0; c < BLOCK; c += 16) _mm512_store_si512(&b.row[r][c], _mm512_loadu_si512(sums + r * ld + c));
+    b.from = sums, b.ld = ld;
 }
 
 static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles, int64_t from,
@@ -123,8 +124,8 @@ static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, in
     for (int g = 0; g < STRIPE; g += ROWS) {
         __m512i low[ROWS], high[ROWS];
         for (int r = 0; r < ROWS; ++r) {
-            low[r] = _mm512_load_si512(&block.row[g + r][0]);
-            high[r] = _mm512_load_si512(&block.row[g + r][16]);
+            low[r] = _mm512_loadu_si512(block.from + (g + r) * block.ld);
+            high[r] = _mm512_loadu_si512(block.from + (g + r) * block.ld + 16);
         }
         for (int64_t d = from; d < to; ++d) {
             const int8_t *w0 = b + d * 1024, *w1 = b + (depth_tiles + d) * 1024;
@@ -146,12 +147,13 @@ static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, in
             _mm512_store_si512(&block.row[g + r][16], high[r]);
         }
     }
+    block.from = &block.row[0][0], block.ld = BLOCK;
 }
 
 static void store_block(int32_t* sums, int64_t ld) {
     const BlockSums& b = block_sums();
     for (int r = 0; r < STRIPE; ++r)
-        for (int c = 0; c < BLOCK; c += 16) _mm512_storeu_si512(sums + r * ld + c, _mm512_load_si512(&b.row[r][c]));
+        for (int c = 0; c < BLOCK; c += 16) _mm512_storeu_si512(sums + r * ld + c, _mm512_loadu_si512(b.from + r * b.ld + c));
 }
 #else
 // Tiles 0-3 = a block's sums [STRIPE][BLOCK] from `sums`, rows `ld` int32 apart, or with ld = 0 the same row for
