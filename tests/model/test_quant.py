@@ -103,10 +103,10 @@ def test_the_kernels_give_nearly_the_same_result_and_the_cpu_picks_one():
         # oneDNN's products bit for bit, dequantised in the kernel: the same float steps, some fused.
         assert torch.allclose(out["amx"], out["onednn"], rtol=1e-6, atol=1e-6)
     expected = "int_mm" if torch.cpu._is_vnni_supported() else "fbgemm"
-    if fused_attention.amx_available():  # on AMX's tiles or emulated ones
+    if fused_attention.tiles() == "amx":
+        expected = "amx" if fused_attention.amx_available() else "onednn"
+    elif fused_attention.tiles() == "emulated" and fused_attention.amx_attention_available():
         expected = "amx"
-    elif fused_attention.amx_tiles():
-        expected = "onednn"
     assert int8_kernel() == expected
     assert "kernel=" + int8_kernel() in repr(Int8Linear(linear))
     with pytest.raises(ValueError, match=r"kernel must be one of \('amx', 'onednn', 'int_mm', 'fbgemm'\), not 'avx'"):
@@ -121,20 +121,24 @@ def test_the_amx_kernel_is_refused_where_it_cannot_run(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("capabilities", "amx_builds", "expected"),
+    ("capabilities", "builds", "expected"),
     [
-        ({"amx_int8": True, "avx512_vnni": True}, True, "amx"),
-        ({"amx_int8": True, "avx512_vnni": True}, False, "onednn"),
-        ({"amx_int8": False, "avx512_vnni": True}, True, "amx"),  # on emulated tiles
-        ({"amx_int8": False, "avx512_vnni": True}, False, "int_mm"),
-        ({"avx512_vnni": False}, False, "fbgemm"),
+        ({"amx_int8": True, "avx512_vnni": True}, ("int8", "attention"), "amx"),
+        ({"amx_int8": True, "avx512_vnni": True}, ("int8",), "amx"),
+        ({"amx_int8": True, "avx512_vnni": True}, (), "onednn"),
+        # On emulated tiles only with every step in our kernels, as measured against int_mm.
+        ({"amx_int8": False, "avx512_vnni": True}, ("int8", "attention"), "amx"),
+        ({"amx_int8": False, "avx512_vnni": True}, ("int8",), "int_mm"),
+        ({"amx_int8": False, "avx512_vnni": True}, (), "int_mm"),
+        ({"avx512_vnni": False}, (), "fbgemm"),
     ],
 )
-def test_the_int8_kernel_follows_the_cpu(monkeypatch, capabilities, amx_builds, expected):
+def test_the_int8_kernel_follows_the_cpu(monkeypatch, capabilities, builds, expected):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr("torch.cpu.get_capabilities", lambda: capabilities)
-    monkeypatch.setattr(fused_attention, "amx_available", lambda: amx_builds)
+    monkeypatch.setattr(fused_attention, "amx_available", lambda: "int8" in builds)
+    monkeypatch.setattr(fused_attention, "amx_attention_available", lambda: "attention" in builds)
     assert int8_kernel() == expected
 
 
@@ -159,6 +163,7 @@ def test_an_isa_cap_below_amx_keeps_the_kernels_off_amx_tiles(monkeypatch, varia
     monkeypatch.setattr("torch.cpu.get_capabilities", lambda: {"amx_int8": True, "avx512_vnni": True})
     monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True)
     monkeypatch.setattr(fused_attention, "amx_available", lambda: fused_attention.tiles() is not None)
+    monkeypatch.setattr(fused_attention, "amx_attention_available", lambda: fused_attention.tiles() is not None)
     assert fused_attention.tiles() == expected
     assert fused_attention.amx_tiles() == (expected == "amx")
     # Our kernels on AMX's tiles or emulated ones, else the CPU's int8 dot products.
