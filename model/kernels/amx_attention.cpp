@@ -205,10 +205,14 @@ void scores(const uint16_t* queries, int64_t h, Buffers& b) {
 }
 #undef SCORE_BLOCK
 
+// Whether each row's sum of its weights comes from the tiles (times `ones`) or, on emulated tiles, where the tiles'
+// product would take 16 multiply-adds a pair of keys for it, from the weights as they are made.
+constexpr bool SUMS_BY_TILES = !STANCE_TILES_EMULATED;
+
 // The softmax's weights of the first `valid` rows of b.scores, unnormalised, into b.weights [16][b.depth] in bf16
 // (0 past the padded keys and in the other rows). Every row is shifted by the largest scaled score of the 16, not
 // its own, which saves a reduction across a vector per row; a row whose own largest lies far below loses its
-// weights to underflow and is redone by lone_row.
+// weights to underflow and is redone by lone_row. Without SUMS_BY_TILES, each row's sum of weights into b.sums[2].
 void weights(int64_t valid, float scale, Buffers& b) {
     // Locals, not b's members: a vector store may alias anything, so the members were reloaded after each.
     const int64_t rows = b.rows, depth = b.depth;
@@ -233,8 +237,16 @@ void weights(int64_t valid, float scale, Buffers& b) {
         auto weight = [sr, scale2, shifted](int64_t j) {
             return exp2_bf16(_mm512_fmadd_ps(_mm512_loadu_ps(sr + j), scale2, _mm512_loadu_ps(shifted + j)));
         };
-        for (int64_t j = 0; j < whole; j += DEPTH) _mm512_storeu_si512(w + j, bf16_pair(weight(j), weight(j + 16)));
-        if (odd) _mm512_storeu_si512(w + whole, bf16_pair(weight(whole), _mm512_setzero_ps()));
+        __m512 sum = _mm512_setzero_ps();
+        auto put = [w, &sum](int64_t j, __m512i pair) {
+            _mm512_storeu_si512(w + j, pair);
+            if (!SUMS_BY_TILES)
+                sum = _mm512_add_ps(sum, _mm512_add_ps(_mm512_cvtpbh_ps((__m256bh)_mm512_castsi512_si256(pair)),
+                                                       _mm512_cvtpbh_ps((__m256bh)_mm512_extracti64x4_epi64(pair, 1))));
+        };
+        for (int64_t j = 0; j < whole; j += DEPTH) put(j, bf16_pair(weight(j), weight(j + 16)));
+        if (odd) put(whole, bf16_pair(weight(whole), _mm512_setzero_ps()));
+        if (!SUMS_BY_TILES) b.sums[2][r][0] = _mm512_reduce_add_ps(sum);
     }
     std::memset(b.weights.data() + valid * depth, 0, (TILE_ROWS - valid) * depth * 2);
 }
@@ -290,7 +302,7 @@ void query_block(const uint16_t* qkv, int64_t length, int64_t h, int64_t i0, flo
     for (int64_t e = 0; e < slices; e += 2) {
         if (e == 0) {
             _tile_loadd(4, b.ones, 64);
-            WEIGHTED(true)
+            WEIGHTED(SUMS_BY_TILES)
             for (int64_t r = 0; r < valid; ++r) {
                 lone[r] = b.sums[2][r][0] < UNDERFLOWED;
                 inverse[r] = 1.0f / b.sums[2][r][0];
