@@ -206,8 +206,8 @@ def _amx_qkv_attention_kernel() -> Callable[..., None] | None:
 @functools.cache
 def amx_attention_available() -> bool:
     """Whether `amx_qkv_attention` runs here: the AMX int8 GEMM does (`amx_available`), the CPU has AMX's bf16 tiles
-    and AVX-512's bf16 conversions, and the kernel builds with them (a compiler that does not target them builds a
-    stub)."""
+    (or the tiles are emulated, `tiles`) and AVX512-BF16, and the kernel builds with them (a compiler that does not
+    target them builds a stub)."""
     capabilities = torch.cpu.get_capabilities()
     bf16_tiles = capabilities.get("amx_bf16", False) or tiles() == "emulated"
     if not (bf16_tiles and capabilities.get("avx512_bf16", False) and amx_available()):

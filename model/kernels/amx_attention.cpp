@@ -5,7 +5,8 @@
 // attention-output layer. The [rows, 3 x width] float32 projections are never written out: a bf16 attention that
 // read them as attention.cpp does spent its largest share loading them from beyond L2, at about 15 GB/s (perf;
 // benchmarks/PROFILE.md, session 19). Head sizes must be multiples of 32, a bf16 tile's depth. Built and loaded by
-// model/fused_attention.py; without AMX (or a compiler that targets it) it builds to a stub that says so.
+// model/fused_attention.py; without AMX, on emulated tiles (tiles.h); without AMX's bf16 tiles or AVX512-BF16 (or a
+// compiler that targets them), to a stub that says so.
 #include <cstdint>
 
 #include "tiles.h"

@@ -3,8 +3,8 @@
 // 32 × 32 block of int32 sums into the layer's float32 output in the same pass; stance_amx_gelu_codes ends the
 // feed-forward input layer in GELU and the output layer's codes (gelu.h) instead, and stance_amx_linear_norm the
 // attention-output and feed-forward-output layers in the residual, LayerNorm and the next layer's codes. The GEMM
-// itself is amx.h's. Built and loaded by model/fused_attention.py; on a CPU without AMX it builds to a stub whose
-// init fails.
+// itself is amx.h's. Built and loaded by model/fused_attention.py; without AMX, on emulated tiles (tiles.h); on a
+// CPU without AMX or AVX512-VNNI, to a stub whose init fails.
 #include <cfloat>
 #include <cstdint>
 
