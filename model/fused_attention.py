@@ -5,7 +5,9 @@ quantisation (`model/kernels/gelu_codes.cpp`, `gelu_codes`), the int8 linear lay
 (`model/kernels/amx_linear.cpp`: `amx_int8_linear`, and with the steps after it, `amx_gelu_codes` and
 `amx_linear_norm`), on AMX the query-key-value layer with self-attention on bf16 tiles
 (`model/kernels/amx_attention.cpp`: `amx_qkv_attention`; `model/amx_encoder.py` chains them all in one call a
-batch), and the heads' pooling for scoring (`model/kernels/pooling.cpp`: `masked_means`).
+batch), and the heads' pooling for scoring (`model/kernels/pooling.cpp`: `masked_means`). Where AMX is missing, or
+oneDNN's ISA cap leaves it out, the AMX kernels run on tiles emulated with AVX512-VNNI and AVX512-BF16
+(`model/kernels/tiles.h`, `tiles`).
 
 At our lengths (30-40 tokens, head size 32) the compiled matmul-softmax-matmul graph spends most of its time in
 small batched matmuls, a separate softmax pass and transposes of the heads; the kernel does the whole attention
