@@ -346,7 +346,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "processor": cpu_model(),
             **cpu_features(),
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"),
+            "onednn_max_cpu_isa": fused_attention.isa_cap(),
             "torch": torch.__version__,
         },
     }

@@ -164,30 +164,31 @@ def _amx_linear_norm_kernel() -> Callable[..., None] | None:
     return _built(AMX_SOURCE, "stance_amx_linear_norm", AMX_LINEAR_NORM_ARGS)
 
 
-def _isa_cap() -> str:
-    """oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA), "ALL" where unset."""
-    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+def isa_cap() -> str | None:
+    """oneDNN's ISA cap as set (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA), or None."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+
+
+def _cap() -> str:
+    return (isa_cap() or "ALL").upper()
 
 
 def amx_tiles() -> bool:
     """Whether this process may use AMX's int8 tiles: the CPU has them, and oneDNN's ISA cap, where set, keeps AMX.
     A cap below AMX, which keeps torch's own int8 and bf16 GEMMs off the tiles, keeps ours off them too."""
-    cap = _isa_cap()
+    cap = _cap()
     return torch.cpu.get_capabilities().get("amx_int8", False) and (cap in ("ALL", "DEFAULT") or "AMX" in cap)
 
 
-def emulated_tiles() -> bool:
-    """Whether the AMX kernels run here on tiles emulated with AVX512-VNNI (model/kernels/tiles.h): AMX's tiles may
-    not be used (`amx_tiles`), the CPU has AVX512-VNNI, and oneDNN's ISA cap, where set, keeps it."""
-    cap = _isa_cap()
+def tiles() -> str | None:
+    """How the AMX kernels' tiles run here: "amx" (`amx_tiles`), "emulated" with AVX512-VNNI (model/kernels/tiles.h)
+    where AMX's may not be used but the CPU has AVX512-VNNI and oneDNN's ISA cap, where set, keeps it, or None."""
+    if amx_tiles():
+        return "amx"
+    cap = _cap()
     vnni_caps = ("ALL", "DEFAULT", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_FP16")
     keeps_vnni = cap in vnni_caps or cap.startswith("AVX10") or "AMX" in cap
-    return not amx_tiles() and torch.cpu.get_capabilities().get("avx512_vnni", False) and keeps_vnni
-
-
-def tiles() -> str | None:
-    """How the AMX kernels' tiles run here: "amx", "emulated" (`emulated_tiles`), or None."""
-    return "amx" if amx_tiles() else "emulated" if emulated_tiles() else None
+    return "emulated" if keeps_vnni and torch.cpu.get_capabilities().get("avx512_vnni", False) else None
 
 
 @functools.cache
