@@ -379,6 +379,12 @@ extern "C" void stance_amx_qkv_attention(const uint8_t* codes, const int8_t* pac
 #pragma omp parallel num_threads(threads)
     {
         _tile_loadconfig(&TILES);
+#if STANCE_TILES_EMULATED
+        // Float32 multiply-adds stand in for the bf16 tiles (tiles.h), which neither take nor give subnormals; left
+        // to them, a masked key's weight (2.4e-38) times a value is one, and each took the CPU's slow path.
+        const unsigned control = _mm_getcsr();
+        _mm_setcsr(control | _MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON);
+#endif
         const TileVector<int32_t> shift = zero_point_shift(column_sums, n, zero_point);
         Buffers b(length, heads, width / heads, per_group);
 #pragma omp for schedule(static)
@@ -391,6 +397,9 @@ extern "C" void stance_amx_qkv_attention(const uint8_t* codes, const int8_t* pac
                              out_codes + s * length * width, out_scale + s * length, out_offset + s * length, length,
                              scale, zero_point, b);
         }
+#if STANCE_TILES_EMULATED
+        _mm_setcsr(control);
+#endif
         _tile_release();
     }
 }

@@ -37,8 +37,10 @@ namespace emulated_tiles {
 // into it or _tile_zero clears it: then its rows are its own.
 struct alignas(64) Tile {
     uint8_t row[16][64];
+    float wide[16][32];  // as a bf16 product's left operand: its 32 values a row in float32, once `widened`
     const uint8_t* at;
     int64_t stride;
+    bool widened;
 };
 
 inline Tile* tiles() {
@@ -50,6 +52,7 @@ inline void load(int t, const void* from, int64_t stride) {
     Tile& x = tiles()[t];
     x.at = static_cast<const uint8_t*>(from);
     x.stride = stride;
+    x.widened = false;
 }
 
 inline void store(int t, void* to, int64_t stride) {
@@ -75,22 +78,34 @@ inline Tile& own(int c) {
 }
 
 #if defined(__AVX512BF16__)
-// Tile c += tile a times tile b, bf16 pairs into float32 sums: each of c's 16 rows in a register, 16 multiply-adds of
-// a broadcast pair of a's row by a row of b, skipped where b's row is zero (the attention's values past a
-// sequence's length). amx.h has the int8 GEMM's own emulation.
+// Tile c += tile a times tile b, bf16 pairs into float32 sums, as float32 multiply-adds: on this Intel core
+// vdpbf16ps ran at a quarter of vfmadd's rate, half its flops (benchmarks/PROFILE.md, session 24). Each of c's 16
+// rows in a register; a's values widened to float32 once a load, broadcast from there; each row of b split into its
+// pairs' first and second values, and skipped where it is zero (the attention's values past a sequence's length).
+// amx.h has the int8 GEMM's own emulation.
 inline void dpbf16ps(int c, int a, int b) {
     Tile& sum = own(c);
-    const Tile *x = tiles() + a, *y = tiles() + b;
+    Tile& x = tiles()[a];
+    const Tile& y = tiles()[b];
+    if (!x.widened) {
+        for (int r = 0; r < 16; ++r) {
+            const __m512i v = _mm512_loadu_si512(x.at + r * x.stride);
+            _mm512_store_ps(x.wide[r], _mm512_cvtpbh_ps((__m256bh)_mm512_castsi512_si256(v)));
+            _mm512_store_ps(x.wide[r] + 16, _mm512_cvtpbh_ps((__m256bh)_mm512_extracti64x4_epi64(v, 1)));
+        }
+        x.widened = true;
+    }
     __m512 sums[16];
     for (int r = 0; r < 16; ++r) sums[r] = _mm512_load_ps(sum.row[r]);
+    const __m512i high = _mm512_set1_epi32(static_cast<int32_t>(0xffff0000u));
     for (int k = 0; k < 16; ++k) {
-        const __m512i row = _mm512_loadu_si512(y->at + k * y->stride);
+        const __m512i row = _mm512_loadu_si512(y.at + k * y.stride);
         if (!_mm512_test_epi32_mask(row, row)) continue;
-        const __m512bh w = (__m512bh)row;
+        const __m512 first = _mm512_castsi512_ps(_mm512_slli_epi32(row, 16));
+        const __m512 second = _mm512_castsi512_ps(_mm512_and_si512(row, high));
         for (int r = 0; r < 16; ++r) {
-            int32_t pair;
-            __builtin_memcpy(&pair, x->at + r * x->stride + 4 * k, 4);
-            sums[r] = _mm512_dpbf16_ps(sums[r], (__m512bh)_mm512_set1_epi32(pair), w);
+            sums[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.wide[r][2 * k + 1]), second, sums[r]);
+            sums[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.wide[r][2 * k]), first, sums[r]);
         }
     }
     for (int r = 0; r < 16; ++r) _mm512_store_ps(sum.row[r], sums[r]);
