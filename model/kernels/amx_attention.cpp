@@ -380,8 +380,9 @@ extern "C" void stance_amx_qkv_attention(const uint8_t* codes, const int8_t* pac
     {
         _tile_loadconfig(&TILES);
 #if STANCE_TILES_EMULATED
-        // Float32 multiply-adds stand in for the bf16 tiles (tiles.h), which neither take nor give subnormals; left
-        // to them, a masked key's weight (2.4e-38) times a value is one, and each took the CPU's slow path.
+        // Float32 multiply-adds stand in for the bf16 products (tiles.h): without subnormals, as vdpbf16ps takes and
+        // gives none, so that their sums are its sums; a masked key's weight (2.4e-38) times a value can be one,
+        // which would also take the CPU's slow path (not seen to cost time here: 0.99x without, in turns).
         const unsigned control = _mm_getcsr();
         _mm_setcsr(control | _MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON);
 #endif

@@ -7,6 +7,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 
 #if defined(__AMX_INT8__) && defined(__AMX_TILE__) && !defined(STANCE_EMULATE_TILES)
@@ -78,16 +80,16 @@ inline Tile& own(int c) {
 }
 
 #if defined(__AVX512BF16__)
-// Tile c += tile a times tile b, bf16 pairs into float32 sums, as float32 multiply-adds: on this Intel core
-// vdpbf16ps ran at a quarter of vfmadd's rate, half its flops (benchmarks/PROFILE.md, session 24). Each of c's 16
-// rows in a register; a's values widened to float32 once a load, broadcast from there; each row of b split into its
-// pairs' first and second values, and skipped where it is zero (the attention's values past a sequence's length).
-// amx.h has the int8 GEMM's own emulation.
-inline void dpbf16ps(int c, int a, int b) {
-    Tile& sum = own(c);
-    Tile& x = tiles()[a];
-    const Tile& y = tiles()[b];
-    if (!x.widened) {
+// Tile c += tile a times tile b, bf16 pairs into float32 sums. Each of c's 16 rows in a register, and per row of b
+// (skipped where it is zero: the attention's values past a sequence's length) either (BY_FMA false) 16 vdpbf16ps of
+// a broadcast pair of a's row by it, or (BY_FMA true) 32 float32 multiply-adds, of each value of the pair broadcast
+// from a widened to float32 (once a load) by the pair's first or second values of b's row. The second product of a
+// pair is added first, as vdpbf16ps adds them; as the products of bf16 values are exact in float32, both give the
+// same sums bit for bit where subnormals are flushed, as vdpbf16ps flushes them. amx.h has the int8 GEMM's own
+// emulation.
+template <bool BY_FMA>
+void bf16_product(Tile& sum, Tile& x, const Tile& y) {
+    if (BY_FMA && !x.widened) {
         for (int r = 0; r < 16; ++r) {
             const __m512i v = _mm512_loadu_si512(x.at + r * x.stride);
             _mm512_store_ps(x.wide[r], _mm512_cvtpbh_ps((__m256bh)_mm512_castsi512_si256(v)));
@@ -97,18 +99,69 @@ inline void dpbf16ps(int c, int a, int b) {
     }
     __m512 sums[16];
     for (int r = 0; r < 16; ++r) sums[r] = _mm512_load_ps(sum.row[r]);
-    const __m512i high = _mm512_set1_epi32(static_cast<int32_t>(0xffff0000u));
     for (int k = 0; k < 16; ++k) {
         const __m512i row = _mm512_loadu_si512(y.at + k * y.stride);
         if (!_mm512_test_epi32_mask(row, row)) continue;
-        const __m512 first = _mm512_castsi512_ps(_mm512_slli_epi32(row, 16));
-        const __m512 second = _mm512_castsi512_ps(_mm512_and_si512(row, high));
-        for (int r = 0; r < 16; ++r) {
-            sums[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.wide[r][2 * k + 1]), second, sums[r]);
-            sums[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.wide[r][2 * k]), first, sums[r]);
+        if (BY_FMA) {
+            const __m512 first = _mm512_castsi512_ps(_mm512_slli_epi32(row, 16));
+            const __m512 second = _mm512_castsi512_ps(_mm512_and_si512(row, _mm512_set1_epi32(-65536)));
+            for (int r = 0; r < 16; ++r) {
+                sums[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.wide[r][2 * k + 1]), second, sums[r]);
+                sums[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.wide[r][2 * k]), first, sums[r]);
+            }
+        } else {
+            for (int r = 0; r < 16; ++r) {
+                int32_t pair;
+                __builtin_memcpy(&pair, x.at + r * x.stride + 4 * k, 4);
+                sums[r] = _mm512_dpbf16_ps(sums[r], (__m512bh)_mm512_set1_epi32(pair), (__m512bh)row);
+            }
         }
     }
     for (int r = 0; r < 16; ++r) _mm512_store_ps(sum.row[r], sums[r]);
+}
+
+// Seconds for `step` on 12 sums 4,096 times, the least of three tries.
+template <class Step>
+double timed(Step step) {
+    double least = 1e30;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        __m512 s[12];
+        for (int i = 0; i < 12; ++i) s[i] = _mm512_set1_ps(static_cast<float>(i));
+        const auto start = std::chrono::steady_clock::now();
+        for (int n = 0; n < 4096; ++n) {
+            for (int i = 0; i < 12; ++i) s[i] = step(s[i]);
+            __asm__ volatile("" : "+v"(s[0]), "+v"(s[1]), "+v"(s[2]), "+v"(s[3]), "+v"(s[4]), "+v"(s[5]), "+v"(s[6]),
+                             "+v"(s[7]), "+v"(s[8]), "+v"(s[9]), "+v"(s[10]), "+v"(s[11]));
+        }
+        least = std::min(least, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return least;
+}
+
+// Whether the bf16 products run as float32 multiply-adds here: STANCE_BF16_BY_FMA (0 or 1) where a build sets it,
+// else whether two vfmadd take less time than one vdpbf16ps, timed once a process, as CPUs differ (on the Xeon
+// measured vdpbf16ps ran at a quarter of vfmadd's rate: benchmarks/PROFILE.md, session 24). Both give the same sums.
+inline bool bf16_by_fma() {
+#ifdef STANCE_BF16_BY_FMA
+    return STANCE_BF16_BY_FMA;
+#else
+    static const bool by_fma = [] {
+        const __m512 a = _mm512_set1_ps(1.0f);
+        const __m512bh pairs = (__m512bh)_mm512_set1_epi32(0x3f803f80);
+        const double dot = timed([&](__m512 s) { return _mm512_dpbf16_ps(s, pairs, pairs); });
+        const double fma = timed([&](__m512 s) { return _mm512_fmadd_ps(a, a, _mm512_fmadd_ps(a, a, s)); });
+        return fma < dot;
+    }();
+    return by_fma;
+#endif
+}
+
+inline void dpbf16ps(int c, int a, int b) {
+    Tile& sum = own(c);
+    if (bf16_by_fma())
+        bf16_product<true>(sum, tiles()[a], tiles()[b]);
+    else
+        bf16_product<false>(sum, tiles()[a], tiles()[b]);
 }
 #endif
 

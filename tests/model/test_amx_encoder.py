@@ -128,6 +128,20 @@ def test_the_kernels_on_emulated_tiles_give_the_amx_tiles_results(monkeypatch):
 
 
 @needs_amx_attention
+def test_the_emulated_bf16_products_are_the_same_by_dot_products_and_by_multiply_adds(monkeypatch):
+    # model/kernels/tiles.h times vdpbf16ps against float32 multiply-adds to choose one; both must give the same sums.
+    encoder = fused_encoder(width=384, heads=12, intermediate=1536)
+    ids, types, mask = tokens(7, 37)
+    outputs = []
+    with torch.no_grad():
+        for by_fma in (0, 1):
+            with kernels_rebuilt(monkeypatch, flags=(f"-DSTANCE_BF16_BY_FMA={by_fma}",), cap="AVX512_CORE_BF16"):
+                assert fused_attention.tiles() == "emulated"
+                outputs.append(AmxEncoder(encoder)(ids, mask, types).last_hidden_state)
+    assert torch.equal(*outputs)
+
+
+@needs_amx_attention
 def test_the_amx_encoder_takes_no_token_types_as_all_zero():
     encoder = AmxEncoder(fused_encoder())
     ids, _, mask = tokens(2, 9)
