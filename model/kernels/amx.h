@@ -97,35 +97,25 @@ static const int8_t* weight_tiles(const int8_t* packed, int64_t column, int64_t 
     return packed + column / 16 * depth_tiles * 1024;
 }
 
+// out [STRIPE][BLOCK] (rows `out_ld` int32 apart) = in (rows `in_ld` apart, or with in_ld = 0 the same row for all,
+// zero_point_shift's at the block's first column) + the stripe's codes `a` times the packed weights' BLOCK columns
+// from `b` (weight_tiles) on, over depth tiles [from, to) of depth_tiles; `between()` runs before out is written
+// (it may read what out held). in may be out.
 #if STANCE_TILES_EMULATED
-// Without AMX (tiles.h) a block's sums wait in each thread's own buffer instead of tiles 0-3, and its products are
-// AVX512-VNNI's: 8 rows by the block's 32 columns at a time in 16 registers, each a multiply-add of a broadcast quad
-// of a row's codes by a row of a weight tile (a quad of depths for 16 columns), as tdpbusd does.
-struct alignas(64) BlockSums {
-    int32_t row[STRIPE][BLOCK];
-    const int32_t* from;  // where the sums are: row, or until a product adds into them, where load_block found them
-    int64_t ld;
-};
-
-static BlockSums& block_sums() {
-    static thread_local BlockSums sums;
-    return sums;
-}
-
-static void load_block(const int32_t* sums, int64_t ld) {
-    BlockSums& b = block_sums();
-    b.from = sums, b.ld = ld;
-}
-
-static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles, int64_t from,
-                           int64_t to) {
+// Without AMX (tiles.h) the products are AVX512-VNNI's: 8 rows by the block's 32 columns at a time in 16 registers,
+// each a multiply-add of a broadcast quad of a row's codes by a row of a weight tile (a quad of depths for 16
+// columns), as tdpbusd does; the sums go from `in` through the registers to `out`.
+template <class Between>
+static void block_product(const int32_t* in, int64_t in_ld, const uint8_t* a, int64_t stride, const int8_t* b,
+                          int64_t depth_tiles, int64_t from, int64_t to, int32_t* out, int64_t out_ld,
+                          Between between) {
     constexpr int ROWS = 8;
-    BlockSums& block = block_sums();
+    between();
     for (int g = 0; g < STRIPE; g += ROWS) {
         __m512i low[ROWS], high[ROWS];
         for (int r = 0; r < ROWS; ++r) {
-            low[r] = _mm512_loadu_si512(block.from + (g + r) * block.ld);
-            high[r] = _mm512_loadu_si512(block.from + (g + r) * block.ld + 16);
+            low[r] = _mm512_loadu_si512(in + (g + r) * in_ld);
+            high[r] = _mm512_loadu_si512(in + (g + r) * in_ld + 16);
         }
         for (int64_t d = from; d < to; ++d) {
             const int8_t *w0 = b + d * 1024, *w1 = b + (depth_tiles + d) * 1024;
@@ -145,35 +135,23 @@ static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, in
             }
         }
         for (int r = 0; r < ROWS; ++r) {
-            _mm512_store_si512(&block.row[g + r][0], low[r]);
-            _mm512_store_si512(&block.row[g + r][16], high[r]);
+            _mm512_storeu_si512(out + (g + r) * out_ld, low[r]);
+            _mm512_storeu_si512(out + (g + r) * out_ld + 16, high[r]);
         }
     }
-    block.from = &block.row[0][0], block.ld = BLOCK;
-}
-
-static void store_block(int32_t* sums, int64_t ld) {
-    const BlockSums& b = block_sums();
-    for (int r = 0; r < STRIPE; ++r)
-        for (int c = 0; c < BLOCK; c += 16)
-            _mm512_storeu_si512(sums + r * ld + c, _mm512_loadu_si512(b.from + r * b.ld + c));
 }
 #else
-// Tiles 0-3 = a block's sums [STRIPE][BLOCK] from `sums`, rows `ld` int32 apart, or with ld = 0 the same row for
-// all (zero_point_shift's, at the block's first column). The tiles start from the shift rather than being corrected
-// after they are stored: reading them back at once to correct them stalled on the tile stores and took a quarter of
-// the kernel's time (perf).
-static void load_block(const int32_t* sums, int64_t ld) {
-    _tile_loadd(0, sums, ld * 4);
-    _tile_loadd(1, sums + 16, ld * 4);
-    _tile_loadd(2, sums + TILE_ROWS * ld, ld * 4);
-    _tile_loadd(3, sums + TILE_ROWS * ld + 16, ld * 4);
-}
-
-// Tiles 0-3 += the stripe's codes `a` times the packed weights' BLOCK columns from `b` (weight_tiles) on, over
-// depth tiles [from, to) of depth_tiles.
-static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, int64_t depth_tiles, int64_t from,
-                           int64_t to) {
+// On AMX's tiles 0-3 (codes in 4-5, weights in 6-7); between() runs while they multiply, as the CPU overlaps vector
+// work with the tiles. The tiles start from `in` rather than being corrected after they are stored: reading them
+// back at once to correct them stalled on the tile stores and took a quarter of the kernel's time (perf).
+template <class Between>
+static void block_product(const int32_t* in, int64_t in_ld, const uint8_t* a, int64_t stride, const int8_t* b,
+                          int64_t depth_tiles, int64_t from, int64_t to, int32_t* out, int64_t out_ld,
+                          Between between) {
+    _tile_loadd(0, in, in_ld * 4);
+    _tile_loadd(1, in + 16, in_ld * 4);
+    _tile_loadd(2, in + TILE_ROWS * in_ld, in_ld * 4);
+    _tile_loadd(3, in + TILE_ROWS * in_ld + 16, in_ld * 4);
     for (int64_t d = from; d < to; ++d) {
         _tile_loadd(4, a + d * 64, stride);
         _tile_loadd(5, a + TILE_ROWS * stride + d * 64, stride);
@@ -184,14 +162,11 @@ static void multiply_block(const uint8_t* a, int64_t stride, const int8_t* b, in
         _tile_dpbusd(2, 5, 6);
         _tile_dpbusd(3, 5, 7);
     }
-}
-
-// Tiles 0-3, a block's sums, into sums [STRIPE][BLOCK] (rows `ld` int32 apart).
-static void store_block(int32_t* sums, int64_t ld) {
-    _tile_stored(0, sums, ld * 4);
-    _tile_stored(1, sums + 16, ld * 4);
-    _tile_stored(2, sums + TILE_ROWS * ld, ld * 4);
-    _tile_stored(3, sums + TILE_ROWS * ld + 16, ld * 4);
+    between();
+    _tile_stored(0, out, out_ld * 4);
+    _tile_stored(1, out + 16, out_ld * 4);
+    _tile_stored(2, out + TILE_ROWS * out_ld, out_ld * 4);
+    _tile_stored(3, out + TILE_ROWS * out_ld + 16, out_ld * 4);
 }
 #endif
 

@@ -115,10 +115,8 @@ void projections(const uint8_t* codes, const int8_t* packed, const int32_t* shif
         int64_t stride;
         const uint8_t* a = stripe_codes(codes, first + row, valid, k, depth, padded, stride);
         for (int64_t column = 0; column < n; column += BLOCK) {
-            load_block(shift + column, 0);
-            multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, 0, depth_tiles);
-            dequantise_pending();
-            store_block(&sums[0][0], BLOCK);
+            block_product(shift + column, 0, a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, 0,
+                          depth_tiles, &sums[0][0], BLOCK, dequantise_pending);
             pending_row = row, pending_valid = valid, pending_column = column;
         }
     }

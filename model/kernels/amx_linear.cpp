@@ -89,10 +89,8 @@ extern "C" void stance_amx_linear(const uint8_t* codes, const int8_t* packed, co
                 a = stripe_codes(codes, first, valid, k, depth, padded, stride);
             }
             const int64_t column = item % blocks * BLOCK;
-            load_block(shift.data() + column, 0);
-            multiply_block(a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, 0, depth_tiles);
-            dequantise_pending();
-            store_block(&sums[0][0], BLOCK);
+            block_product(shift.data() + column, 0, a, stride, weight_tiles(packed, column, depth_tiles), depth_tiles, 0,
+                          depth_tiles, &sums[0][0], BLOCK, dequantise_pending);
             pending_first = first, pending_valid = valid, pending_column = column;
         }
         dequantise_pending();
@@ -141,11 +139,9 @@ static void stripe_rows(const uint8_t* codes, const int8_t* packed, const int32_
                     for (int64_t s = 0; s < count; ++s) {
                         int32_t* block = sums.data() + s * STRIPE * columns + column;
                         // The shift first, then the sums of the depths before.
-                        if (from == 0) load_block(shift.data() + column, 0);
-                        else load_block(block, columns);
-                        multiply_block(a[s], stride[s], weight_tiles(packed, column, depth_tiles), depth_tiles, from,
-                                       std::min(depth_tiles, from + DEPTH_CHUNK));
-                        store_block(block, columns);
+                        block_product(from == 0 ? shift.data() + column : block, from == 0 ? 0 : columns, a[s],
+                                      stride[s], weight_tiles(packed, column, depth_tiles), depth_tiles, from,
+                                      std::min(depth_tiles, from + DEPTH_CHUNK), block, columns, [] {});
                     }
             const int64_t valid = std::min(count * STRIPE, rows - stripe * STRIPE);
             for (int64_t r = 0; r < valid; r += 2)
