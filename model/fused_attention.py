@@ -6,8 +6,8 @@ quantisation (`model/kernels/gelu_codes.cpp`, `gelu_codes`), the int8 linear lay
 `amx_linear_norm`), on AMX the query-key-value layer with self-attention on bf16 tiles
 (`model/kernels/amx_attention.cpp`: `amx_qkv_attention`; `model/amx_encoder.py` chains them all in one call a
 batch), and the heads' pooling for scoring (`model/kernels/pooling.cpp`: `masked_means`). Where AMX is missing, or
-oneDNN's ISA cap leaves it out, the AMX kernels run on tiles emulated with AVX512-VNNI and AVX512-BF16
-(`model/kernels/tiles.h`, `tiles`).
+oneDNN's ISA cap leaves it out, the AMX kernels run on tiles emulated with AVX512-VNNI (`model/kernels/tiles.h`,
+`tiles`).
 
 At our lengths (30-40 tokens, head size 32) the compiled matmul-softmax-matmul graph spends most of its time in
 small batched matmuls, a separate softmax pass and transposes of the heads; the kernel does the whole attention
@@ -136,12 +136,18 @@ def _built(source: Path, name: str, argtypes: tuple, restype: type | None = None
     if compiler is None:
         return None
     try:
-        # Where AMX's tiles may not be used, the AMX kernels are built on emulated ones even if the compiler
-        # targets AMX (under oneDNN's ISA cap); the other kernels ignore the definition.
-        flags = FLAGS if amx_tiles() else (*FLAGS, "-DSTANCE_EMULATE_TILES")
-        return bind(build(compiler, source, flags), name, argtypes, restype)
+        return bind(build(compiler, source, (*FLAGS, *_capped_flags())), name, argtypes, restype)
     except (OSError, subprocess.SubprocessError, AttributeError):
         return None
+
+
+def _capped_flags() -> tuple[str, ...]:
+    """What oneDNN's ISA cap takes from the kernels' builds: where AMX's tiles may not be used, the AMX kernels are
+    built on emulated ones even if the compiler targets AMX (the other kernels ignore the definition), and under
+    AVX512_CORE_VNNI, without AVX512-BF16, as on a CPU with VNNI but not BF16 (Ice Lake, Cascade Lake)."""
+    if amx_tiles():
+        return ()
+    return ("-DSTANCE_EMULATE_TILES", *(("-mno-avx512bf16",) if _cap() == "AVX512_CORE_VNNI" else ()))
 
 
 def _kernel() -> Callable[..., None] | None:
@@ -208,12 +214,12 @@ def _amx_qkv_attention_kernel() -> Callable[..., None] | None:
 
 @functools.cache
 def amx_attention_available() -> bool:
-    """Whether `amx_qkv_attention` runs here: the AMX int8 GEMM does (`amx_available`), the CPU has AMX's bf16 tiles
-    (or the tiles are emulated, `tiles`) and AVX512-BF16, and the kernel builds with them (a compiler that does not
-    target them builds a stub)."""
+    """Whether `amx_qkv_attention` runs here: the AMX int8 GEMM does (`amx_available`), on AMX's tiles where the CPU
+    has AMX's bf16 tiles and AVX512-BF16 too (else on emulated tiles, `tiles`, which need neither), and the kernel
+    builds (a compiler that does not target them builds a stub)."""
     capabilities = torch.cpu.get_capabilities()
-    bf16_tiles = capabilities.get("amx_bf16", False) or tiles() == "emulated"
-    if not (bf16_tiles and capabilities.get("avx512_bf16", False) and amx_available()):
+    native = capabilities.get("amx_bf16", False) and capabilities.get("avx512_bf16", False)
+    if not ((native or tiles() == "emulated") and amx_available()):
         return False
     built = _built(AMX_ATTENTION_SOURCE, "stance_amx_attention_built", (), ctypes.c_int)
     return built is not None and built() == 1 and _amx_qkv_attention_kernel() is not None

@@ -99,9 +99,8 @@ def gelu_range(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def int8_kernel() -> str:
     """The int8 GEMM for this CPU: where it has AMX's int8 tiles and they may be used (`fused_attention.amx_tiles`)
     "amx" (or "onednn" where our AMX kernel cannot be built); else "amx" on emulated tiles where the CPU has
-    AVX512-VNNI and AVX512-BF16 and the kernels, attention's included, build (`fused_attention.tiles`; measured
-    against "int_mm" only so, with every step in our kernels), else "int_mm" where it has int8 dot products (VNNI),
-    else "fbgemm"."""
+    AVX512-VNNI and the kernels, attention's included, build (`fused_attention.tiles`; measured against "int_mm" only
+    so, with every step in our kernels), else "int_mm" where it has int8 dot products (VNNI), else "fbgemm"."""
     tiles = fused_attention.tiles()
     if tiles == "amx":
         return "amx" if fused_attention.amx_available() else "onednn"

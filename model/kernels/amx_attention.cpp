@@ -5,8 +5,8 @@
 // attention-output layer. The [rows, 3 x width] float32 projections are never written out: a bf16 attention that
 // read them as attention.cpp does spent its largest share loading them from beyond L2, at about 15 GB/s (perf;
 // benchmarks/PROFILE.md, session 19). Head sizes must be multiples of 32, a bf16 tile's depth. Built and loaded by
-// model/fused_attention.py; without AMX, on emulated tiles (tiles.h); without AMX's bf16 tiles or AVX512-BF16 (or a
-// compiler that targets them), to a stub that says so.
+// model/fused_attention.py; without AMX, on emulated tiles (tiles.h); on AMX without its bf16 tiles or AVX512-BF16
+// (or a compiler that targets them), or without AMX and AVX512-VNNI, to a stub that says so.
 #include <cstdint>
 
 #include "tiles.h"
@@ -20,7 +20,28 @@ constexpr int DEPTH = 32;            // bf16 values in a tile row: 64 bytes
 constexpr int64_t GROUP_ROWS = 256;  // rows of sequences per GEMM: the group's bf16 projections stay in L2
 
 // lo's 16 values then hi's, rounded to bf16.
+#if defined(__AVX512BF16__)
 __m512i bf16_pair(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+#else
+// x's bits rounded to bf16 in their upper halves as vcvtne2ps2bf16 rounds: subnormals to a zero of their sign, the
+// rest to nearest, ties to even (NaN never comes here).
+__m512i bf16_rounded(__m512 x) {
+    __m512i bits = _mm512_castps_si512(x);
+    const __mmask16 subnormal = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(0x7f800000));
+    bits = _mm512_mask_and_epi32(bits, subnormal, bits, _mm512_set1_epi32(INT32_MIN));
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    return _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+}
+
+__m512i bf16_pair(__m512 lo, __m512 hi) {
+    static const __m512i upper = [] {  // the upper 16 bits of each of lo's words, then of hi's
+        alignas(64) uint16_t index[32];
+        for (int i = 0; i < 32; ++i) index[i] = static_cast<uint16_t>(2 * i + 1);
+        return _mm512_load_si512(index);
+    }();
+    return _mm512_permutex2var_epi16(bf16_rounded(lo), upper, bf16_rounded(hi));
+}
+#endif
 
 constexpr float LOG2_E = 1.44269504088896341f;
 
@@ -240,8 +261,8 @@ void weights(int64_t valid, float scale, Buffers& b) {
         auto put = [w, &sum](int64_t j, __m512i pair) {
             _mm512_storeu_si512(w + j, pair);
             if (!SUMS_BY_TILES)
-                sum = _mm512_add_ps(sum, _mm512_add_ps(_mm512_cvtpbh_ps((__m256bh)_mm512_castsi512_si256(pair)),
-                                                       _mm512_cvtpbh_ps((__m256bh)_mm512_extracti64x4_epi64(pair, 1))));
+                sum = _mm512_add_ps(sum, _mm512_add_ps(widened(_mm512_castsi512_si256(pair)),
+                                                       widened(_mm512_extracti64x4_epi64(pair, 1))));
         };
         for (int64_t j = 0; j < whole; j += DEPTH) put(j, bf16_pair(weight(j), weight(j + 16)));
         if (odd) put(whole, bf16_pair(weight(whole), _mm512_setzero_ps()));
@@ -356,6 +377,12 @@ void one_sequence(const uint16_t* qkv, const float* mask, const float* next_scal
 
 // 1: this build has the kernel (the stub's is 0).
 extern "C" int stance_amx_attention_built() { return 1; }
+
+// x [n] (n a multiple of 32) rounded to bf16 into `out` as the kernel rounds its projections and weights: for tests.
+extern "C" void stance_bf16_rounded(const float* x, uint16_t* out, int64_t n) {
+    for (int64_t i = 0; i < n; i += 32)
+        _mm512_storeu_si512(out + i, bf16_pair(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16)));
+}
 
 // The query-key-value layer and self-attention of `batch` sequences of rows / batch tokens, from the layer's input
 // codes to the attention-output layer's. The arguments up to `bias`, and rows, k and n, are stance_amx_linear's for

@@ -1,9 +1,11 @@
 // AMX's tile steps for the AMX kernels (amx.h, amx_linear.cpp, amx_attention.cpp): the instructions themselves
-// where the build targets AMX, else, on a CPU with AVX512-VNNI (and for the bf16 steps AVX512-BF16), the same
-// steps in AVX-512 registers, as the CPUs without AMX run them (AMD's Zen 4 and 5, Intel's Xeons before Sapphire
-// Rapids or where a virtual machine hides AMX). STANCE_EMULATE_TILES asks for the emulation where AMX is there too
-// (model/fused_attention.py builds the kernels that way where oneDNN's ISA cap leaves AMX out). Defines STANCE_INT8_TILES
-// where the int8 steps run, STANCE_BF16_TILES where the bf16 ones do too, and STANCE_TILES_EMULATED.
+// where the build targets AMX, else, on a CPU with AVX512-VNNI, the same steps in AVX-512 registers, as the CPUs
+// without AMX run them (AMD's Zen 4 and 5, Intel's Xeons before Sapphire Rapids or where a virtual machine hides
+// AMX): the int8 products by AVX512-VNNI, the bf16 ones by float32 multiply-adds, or AVX512-BF16's vdpbf16ps where
+// the CPU has it and a timing finds it faster. STANCE_EMULATE_TILES asks for the emulation where AMX is there too
+// (model/fused_attention.py builds the kernels that way where oneDNN's ISA cap leaves AMX out). Defines
+// STANCE_INT8_TILES where the int8 steps run, STANCE_BF16_TILES where the bf16 ones do too, and
+// STANCE_TILES_EMULATED.
 #pragma once
 #include <immintrin.h>
 
@@ -20,15 +22,20 @@
 #elif defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #define STANCE_INT8_TILES 1
 #define STANCE_TILES_EMULATED 1
-#if defined(__AVX512BF16__)
 #define STANCE_BF16_TILES 1
-#endif
 #else
 #define STANCE_INT8_TILES 0
 #define STANCE_TILES_EMULATED 0
 #endif
 #ifndef STANCE_BF16_TILES
 #define STANCE_BF16_TILES 0
+#endif
+
+#if STANCE_BF16_TILES
+// 16 bf16 values widened to float32: AVX512-BF16's vcvtpbh2ps is the same shift, here without it.
+inline __m512 widened(__m256i bf16) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16), 16));
+}
 #endif
 
 #if STANCE_TILES_EMULATED
@@ -79,21 +86,20 @@ inline Tile& own(int c) {
     return x;
 }
 
-#if defined(__AVX512BF16__)
 // Tile c += tile a times tile b, bf16 pairs into float32 sums. Each of c's 16 rows in a register, and per row of b
-// (skipped where it is zero: the attention's values past a sequence's length) either (BY_FMA false) 16 vdpbf16ps of
-// a broadcast pair of a's row by it, or (BY_FMA true) 32 float32 multiply-adds, of each value of the pair broadcast
-// from a widened to float32 (once a load) by the pair's first or second values of b's row. The second product of a
-// pair is added first, as vdpbf16ps adds them; as the products of bf16 values are exact in float32, both give the
-// same sums bit for bit where subnormals are flushed, as vdpbf16ps flushes them. amx.h has the int8 GEMM's own
-// emulation.
+// (skipped where it is zero: the attention's values past a sequence's length) either (BY_FMA true) 32 float32
+// multiply-adds, of each value of the pair broadcast from a widened to float32 (once a load) by the pair's first or
+// second values of b's row, or (BY_FMA false, AVX512-BF16 only) 16 vdpbf16ps of a broadcast pair of a's row by it.
+// The second product of a pair is added first, as vdpbf16ps adds them; as the products of bf16 values are exact in
+// float32, both give the same sums bit for bit where subnormals are flushed, as vdpbf16ps flushes them. amx.h has
+// the int8 GEMM's own emulation.
 template <bool BY_FMA>
 void bf16_product(Tile& sum, Tile& x, const Tile& y) {
     if (BY_FMA && !x.widened) {
         for (int r = 0; r < 16; ++r) {
             const __m512i v = _mm512_loadu_si512(x.at + r * x.stride);
-            _mm512_store_ps(x.wide[r], _mm512_cvtpbh_ps((__m256bh)_mm512_castsi512_si256(v)));
-            _mm512_store_ps(x.wide[r] + 16, _mm512_cvtpbh_ps((__m256bh)_mm512_extracti64x4_epi64(v, 1)));
+            _mm512_store_ps(x.wide[r], widened(_mm512_castsi512_si256(v)));
+            _mm512_store_ps(x.wide[r] + 16, widened(_mm512_extracti64x4_epi64(v, 1)));
         }
         x.widened = true;
     }
@@ -110,11 +116,13 @@ void bf16_product(Tile& sum, Tile& x, const Tile& y) {
                 sums[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.wide[r][2 * k]), first, sums[r]);
             }
         } else {
+#if defined(__AVX512BF16__)
             for (int r = 0; r < 16; ++r) {
                 int32_t pair;
                 __builtin_memcpy(&pair, x.at + r * x.stride + 4 * k, 4);
                 sums[r] = _mm512_dpbf16_ps(sums[r], (__m512bh)_mm512_set1_epi32(pair), (__m512bh)row);
             }
+#endif
         }
     }
     for (int r = 0; r < 16; ++r) _mm512_store_ps(sum.row[r], sums[r]);
@@ -138,11 +146,14 @@ double timed(Step step) {
     return least;
 }
 
-// Whether the bf16 products run as float32 multiply-adds here: STANCE_BF16_BY_FMA (0 or 1) where a build sets it,
-// else whether two vfmadd take less time than one vdpbf16ps, timed once a process, as CPUs differ (on the Xeon
-// measured vdpbf16ps ran at a quarter of vfmadd's rate: benchmarks/PROFILE.md, session 24). Both give the same sums.
+// Whether the bf16 products run as float32 multiply-adds here: always without AVX512-BF16; else STANCE_BF16_BY_FMA
+// (0 or 1) where a build sets it, else whether two vfmadd take less time than one vdpbf16ps, timed once a process,
+// as CPUs differ (on the Xeon measured vdpbf16ps ran at a quarter of vfmadd's rate: benchmarks/PROFILE.md, session
+// 24). Both give the same sums.
 inline bool bf16_by_fma() {
-#ifdef STANCE_BF16_BY_FMA
+#if !defined(__AVX512BF16__)
+    return true;
+#elif defined(STANCE_BF16_BY_FMA)
     return STANCE_BF16_BY_FMA;
 #else
     static const bool by_fma = [] {
@@ -163,7 +174,6 @@ inline void dpbf16ps(int c, int a, int b) {
     else
         bf16_product<false>(sum, tiles()[a], tiles()[b]);
 }
-#endif
 
 }  // namespace emulated_tiles
 

@@ -142,6 +142,22 @@ def test_the_emulated_bf16_products_are_the_same_by_dot_products_and_by_multiply
 
 
 @needs_amx_attention
+def test_the_emulated_kernels_give_the_same_results_without_avx512_bf16(monkeypatch):
+    # Under oneDNN's AVX512_CORE_VNNI cap the kernels are built without AVX512-BF16 (model/fused_attention.py), as on
+    # an Ice Lake or Cascade Lake Xeon: bf16 rounding and products by other instructions, to the same bits.
+    encoder = fused_encoder(width=384, heads=12, intermediate=1536)
+    ids, types, mask = tokens(7, 37)
+    outputs = []
+    with torch.no_grad():
+        for cap, flag in (("AVX512_CORE_BF16", ()), ("AVX512_CORE_VNNI", ("-mno-avx512bf16",))):
+            with kernels_rebuilt(monkeypatch, cap=cap):
+                assert fused_attention.tiles() == "emulated"
+                assert fused_attention._capped_flags()[1:] == flag
+                outputs.append(AmxEncoder(encoder)(ids, mask, types).last_hidden_state)
+    assert torch.equal(*outputs)
+
+
+@needs_amx_attention
 def test_the_amx_encoder_takes_no_token_types_as_all_zero():
     encoder = AmxEncoder(fused_encoder())
     ids, _, mask = tokens(2, 9)

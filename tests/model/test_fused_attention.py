@@ -480,16 +480,47 @@ def test_the_amx_attention_says_when_it_cannot_run(monkeypatch):
         )  # fmt: skip
 
 
-def test_without_amx_bf16_in_the_cpu_the_amx_attention_is_not_used(monkeypatch):
+def test_without_amx_bf16_in_the_cpu_the_amx_attention_is_not_used_on_amx_tiles(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_int8": True, "amx_bf16": False})
     assert not fused_attention.amx_attention_available.__wrapped__()
 
 
 @needs_compiler
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
-def test_a_build_without_bf16_tiles_says_it_has_no_attention(tmp_path, monkeypatch):
+def test_a_build_on_amx_tiles_without_bf16_ones_says_it_has_no_attention(tmp_path, monkeypatch):
     library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_ATTENTION_SOURCE, ("-mno-amx-bf16", "-mno-avx512bf16"))
     assert fused_attention.bind(library, "stance_amx_attention_built", (), ctypes.c_int)() == 0
+
+
+@needs_compiler
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
+def test_a_build_on_emulated_tiles_has_the_attention_with_or_without_avx512_bf16(tmp_path, monkeypatch):
+    # Emulated tiles need AVX512-VNNI only: the bf16 products run as float32 multiply-adds (model/kernels/tiles.h).
+    # Without VNNI (and AMX), nothing builds.
+    emulated = ("-DSTANCE_EMULATE_TILES",)
+    for narrower, expected in [((), 1), (("-mno-avx512bf16",), 1), (("-mno-avx512bf16", "-mno-avx512vnni"), 0)]:
+        library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_ATTENTION_SOURCE, (*emulated, *narrower))
+        assert fused_attention.bind(library, "stance_amx_attention_built", (), ctypes.c_int)() == expected
+
+
+@needs_compiler
+@pytest.mark.skipif(not torch.cpu.get_capabilities().get("avx512_vnni", False), reason="emulated tiles need AVX512-VNNI")
+@pytest.mark.parametrize("narrower", [(), ("-mno-avx512bf16",)], ids=["vcvtne2ps2bf16", "without AVX512-BF16"])
+def test_the_attention_rounds_to_bf16_as_vcvtne2ps2bf16(tmp_path, monkeypatch, narrower):
+    library = narrower_build(tmp_path, monkeypatch, fused_attention.AMX_ATTENTION_SOURCE, ("-DSTANCE_EMULATE_TILES", *narrower))
+    rounded = fused_attention.bind(library, "stance_bf16_rounded", (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64))
+    bits = torch.randint(0, 2**31 - 2**24, (256,), generator=torch.Generator().manual_seed(0), dtype=torch.int64)
+    bits[:64] = bits[:64] // 2**16 * 2**16 + 2**15  # ties: half away from two bf16 values, upper halves odd and even
+    x = bits.to(torch.int32).view(torch.float32)
+    x = torch.cat([x, -x])
+    x = torch.cat([x, torch.tensor([0.0, -0.0, 1e-40, -1e-40, 3e38, torch.inf, -torch.inf, 1.0] * 4)])
+    out = torch.empty(len(x), dtype=torch.int16)
+    rounded(x.data_ptr(), out.data_ptr(), len(x))
+    # To nearest, ties to even, as torch rounds; subnormals to a zero of their sign, as the instruction takes them.
+    expected = torch.where(x.abs() < torch.finfo(torch.float32).tiny, x * 0, x).bfloat16().view(torch.int16)
+    assert torch.equal(out, expected)
 
 
 def amx_encoder(seed=0) -> tuple[BertEncoder, torch.Tensor, torch.Tensor]:
