@@ -321,7 +321,7 @@ void query_block(const uint16_t* qkv, int64_t length, int64_t h, int64_t i0, flo
     bool lone[TILE_ROWS];
     for (int64_t e = 0; e < slices; e += 2) {
         if (e == 0) {
-            _tile_loadd(4, b.ones, 64);
+            if (SUMS_BY_TILES) _tile_loadd(4, b.ones, 64);
             WEIGHTED(SUMS_BY_TILES)
             for (int64_t r = 0; r < valid; ++r) {
                 lone[r] = b.sums[2][r][0] < UNDERFLOWED;
