@@ -34,11 +34,10 @@ __m512i bf16_rounded(__m512 x) {
 }
 
 __m512i bf16_pair(__m512 lo, __m512 hi) {
-    static const __m512i upper = [] {  // the upper 16 bits of each of lo's words, then of hi's
-        alignas(64) uint16_t index[32];
-        for (int i = 0; i < 32; ++i) index[i] = static_cast<uint16_t>(2 * i + 1);
-        return _mm512_load_si512(index);
-    }();
+    // Words 1, 3, ..., 63 of lo and hi side by side: the upper halves of lo's 16 values, then of hi's.
+    const __m512i upper = _mm512_set_epi32(0x3f003d, 0x3b0039, 0x370035, 0x330031, 0x2f002d, 0x2b0029, 0x270025,
+                                           0x230021, 0x1f001d, 0x1b0019, 0x170015, 0x130011, 0xf000d, 0xb0009,
+                                           0x70005, 0x30001);
     return _mm512_permutex2var_epi16(bf16_rounded(lo), upper, bf16_rounded(hi));
 }
 #endif
