@@ -46,10 +46,10 @@ namespace emulated_tiles {
 // into it or _tile_zero clears it: then its rows are its own.
 struct alignas(64) Tile {
     uint8_t row[16][64];
-    float wide[16][32];  // as a bf16 product's left operand: its 32 values a row in float32, once `widened`
+    float wide[16][32];  // as a bf16 product's left operand: its 32 values a row in float32, once `has_wide`
     const uint8_t* at;
     int64_t stride;
-    bool widened;
+    bool has_wide;
 };
 
 inline Tile* tiles() {
@@ -61,7 +61,7 @@ inline void load(int t, const void* from, int64_t stride) {
     Tile& x = tiles()[t];
     x.at = static_cast<const uint8_t*>(from);
     x.stride = stride;
-    x.widened = false;
+    x.has_wide = false;
 }
 
 inline void store(int t, void* to, int64_t stride) {
@@ -95,13 +95,13 @@ inline Tile& own(int c) {
 // the int8 GEMM's own emulation.
 template <bool BY_FMA>
 void bf16_product(Tile& sum, Tile& x, const Tile& y) {
-    if (BY_FMA && !x.widened) {
+    if (BY_FMA && !x.has_wide) {
         for (int r = 0; r < 16; ++r) {
             const __m512i v = _mm512_loadu_si512(x.at + r * x.stride);
             _mm512_store_ps(x.wide[r], widened(_mm512_castsi512_si256(v)));
             _mm512_store_ps(x.wide[r] + 16, widened(_mm512_extracti64x4_epi64(v, 1)));
         }
-        x.widened = true;
+        x.has_wide = true;
     }
     __m512 sums[16];
     for (int r = 0; r < 16; ++r) sums[r] = _mm512_load_ps(sum.row[r]);
