@@ -495,7 +495,7 @@ def test_a_build_on_amx_tiles_without_bf16_ones_says_it_has_no_attention(tmp_pat
 
 
 @needs_compiler
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector flags")
+@pytest.mark.skipif(not torch.cpu.get_capabilities().get("avx512_vnni", False), reason="emulated tiles need AVX512-VNNI")
 def test_a_build_on_emulated_tiles_has_the_attention_with_or_without_avx512_bf16(tmp_path, monkeypatch):
     # Emulated tiles need AVX512-VNNI only: the bf16 products run as float32 multiply-adds (model/kernels/tiles.h).
     # Without VNNI (and AMX), nothing builds.
