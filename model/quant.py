@@ -22,7 +22,8 @@ same quantisation around each:
   oneDNN's rate with that included (benchmarks/results/amx_kernel*.json), and with the steps after it in the same
   kernel (below) the compiled pass scored 1.26x session 17's pairs/s on oneDNN
   (benchmarks/results/revision_session18.json). On a CPU with AVX512-VNNI but no AMX, the same kernels run on tiles
-  emulated with AVX-512's int8 and bf16 dot products (model/kernels/tiles.h; `fused_attention.tiles`);
+  emulated with AVX512-VNNI's int8 dot products and float32 multiply-adds (or AVX512-BF16's dot products where a
+  timing finds them faster) for the bf16 ones (model/kernels/tiles.h; `fused_attention.tiles`);
 - "onednn": oneDNN's int8 Linear on weights packed once for it, which runs on AMX's int8 tiles where the CPU has
   them: the AMX kernel where ours cannot be built. Both take the codes shifted to uint8 with a zero point of 128
   (the same products, exactly) and scale each output channel themselves. On an Intel Xeon with AMX the compiled path

@@ -108,7 +108,7 @@ void bf16_product(Tile& sum, Tile& x, const Tile& y) {
     for (int k = 0; k < 16; ++k) {
         const __m512i row = _mm512_loadu_si512(y.at + k * y.stride);
         if (!_mm512_test_epi32_mask(row, row)) continue;
-        if (BY_FMA) {
+        if constexpr (BY_FMA) {
             const __m512 first = _mm512_castsi512_ps(_mm512_slli_epi32(row, 16));
             const __m512 second = _mm512_castsi512_ps(_mm512_and_si512(row, _mm512_set1_epi32(-65536)));
             for (int r = 0; r < 16; ++r) {
@@ -116,18 +116,17 @@ void bf16_product(Tile& sum, Tile& x, const Tile& y) {
                 sums[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.wide[r][2 * k]), first, sums[r]);
             }
         } else {
-#if defined(__AVX512BF16__)
             for (int r = 0; r < 16; ++r) {
                 int32_t pair;
                 __builtin_memcpy(&pair, x.at + r * x.stride + 4 * k, 4);
                 sums[r] = _mm512_dpbf16_ps(sums[r], (__m512bh)_mm512_set1_epi32(pair), (__m512bh)row);
             }
-#endif
         }
     }
     for (int r = 0; r < 16; ++r) _mm512_store_ps(sum.row[r], sums[r]);
 }
 
+#if defined(__AVX512BF16__)
 // Seconds for `step` on 12 sums 4,096 times, the least of three tries.
 template <class Step>
 double timed(Step step) {
@@ -145,6 +144,7 @@ double timed(Step step) {
     }
     return least;
 }
+#endif
 
 // Whether the bf16 products run as float32 multiply-adds here: always without AVX512-BF16; else STANCE_BF16_BY_FMA
 // (0 or 1) where a build sets it, else whether two vfmadd take less time than one vdpbf16ps, timed once a process,
@@ -169,10 +169,10 @@ inline bool bf16_by_fma() {
 
 inline void dpbf16ps(int c, int a, int b) {
     Tile& sum = own(c);
-    if (bf16_by_fma())
-        bf16_product<true>(sum, tiles()[a], tiles()[b]);
-    else
-        bf16_product<false>(sum, tiles()[a], tiles()[b]);
+#if defined(__AVX512BF16__)
+    if (!bf16_by_fma()) return bf16_product<false>(sum, tiles()[a], tiles()[b]);
+#endif
+    bf16_product<true>(sum, tiles()[a], tiles()[b]);
 }
 
 }  // namespace emulated_tiles
